@@ -1,0 +1,24 @@
+"""metaloss-core: the bi-level engine for learning how to weight, mix and shape losses.
+
+Depends on torch, numpy and scikit-learn only. The launcher and run folder
+(``metaloss.core.launch``, ``metaloss.core.runs``) need the ``[launch]`` extra.
+"""
+
+from .amal import AMAL
+from .data import IndexedDataset
+from .hypergradient import Lookahead, hypergradient, last_layer_hypergradient, preserved_buffers
+from .instance_weights import InstanceWeights
+from .losses import cross_entropy, kd_loss, mix_losses
+
+__all__ = [
+    "AMAL",
+    "InstanceWeights",
+    "IndexedDataset",
+    "Lookahead",
+    "cross_entropy",
+    "hypergradient",
+    "kd_loss",
+    "last_layer_hypergradient",
+    "mix_losses",
+    "preserved_buffers",
+]

@@ -1,0 +1,345 @@
+"""The one bi-level primitive: the one-step look-ahead hypergradient.
+
+Given a model with parameters theta, meta-parameters phi, an inner loss
+L_in(theta, phi) on a training batch and an outer loss L_out(theta) on a
+validation batch, ``hypergradient`` returns
+
+    d/dphi  L_out( theta'(phi) ),   theta'(phi) = SGD step of theta on L_in(theta, phi),
+
+the meta-gradient of AMAL (AAAI 2023, Algorithm 1 and eqs. 4-6), L2RW and MW-Net.
+
+How it is computed. The chain rule gives
+    dL_out/dphi = -(d/dphi) < grad_theta L_in(theta, phi), lr * v >,   v = grad L_out(theta').
+The inner loss sees theta only through the training logits z = f(theta, x), so
+    < grad_theta L_in, t > = sum_i < dL_in/dz_i , zdot_i >,   zdot = J_theta f(theta, x) . t,
+and the hypergradient is a cheap autograd pass through L_in(z, phi) alone once the
+logit-space tangent zdot is known. The modes differ only in how zdot is obtained:
+
+- ``"exact"``: a forward-mode product (``torch.func.jvp``) through the whole model;
+  exact one-step second order, any ``nn.Module`` (timm, Hugging Face, plain).
+- ``"last_layer"``: features are detached and only the linear head (W, b) is
+  looked ahead. Closed form (AMAL eqs. 13-16): zdot_i = lr (G_val h_i + g_val),
+  so for a weighted per-example loss the hypergradient of example i is
+  -lr * delta_i^T (G_val h_i + g_val) / B. Exactly the ``"exact"`` mode restricted to the head.
+- ``"finite_difference"``: zdot by central differences of the logits along the
+  tangent, two extra forwards and no forward-mode autodiff (first-order cost).
+
+The look-ahead step can include the real optimiser's momentum buffer and weight
+decay (``Lookahead.from_optimizer``). Look-ahead passes run on copies of the
+model's buffers, so BatchNorm running statistics are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+
+from ._checks import check_choice, check_finite_loss, check_positive
+
+MODES = ("exact", "last_layer", "finite_difference")
+
+InnerLoss = Callable[[torch.Tensor, object], torch.Tensor]
+OuterLoss = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Lookahead:
+    """The SGD step the look-ahead imitates (PyTorch's SGD convention, dampening 0):
+
+        theta' = theta - lr * (momentum * buf + grad + weight_decay * theta)
+
+    ``per_param`` overrides (lr, momentum, weight_decay, momentum buffer) for
+    individual parameter tensors; ``from_optimizer`` fills it from a real SGD.
+    """
+
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    per_param: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_positive("lookahead lr", self.lr)
+        check_positive("momentum", self.momentum, allow_zero=True)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+
+    @classmethod
+    def from_optimizer(cls, optimizer: torch.optim.Optimizer) -> Lookahead:
+        """Imitate ``optimizer``'s next step, momentum buffers included."""
+        if not isinstance(optimizer, torch.optim.SGD):
+            raise TypeError(
+                "the look-ahead imitates torch.optim.SGD (the meta-learning papers' optimiser); "
+                f"got {type(optimizer).__name__}. Pass Lookahead(lr=...) to approximate it."
+            )
+        per_param = {}
+        for group in optimizer.param_groups:
+            if group.get("nesterov") or group.get("dampening", 0) != 0:
+                raise ValueError("the look-ahead supports SGD without nesterov and dampening=0")
+            for p in group["params"]:
+                buf = optimizer.state.get(p, {}).get("momentum_buffer")
+                per_param[p] = (group["lr"], group["momentum"], group["weight_decay"], buf)
+        first = optimizer.param_groups[0]
+        return cls(first["lr"], first["momentum"], first["weight_decay"], per_param)
+
+    def settings(self, param: torch.Tensor) -> tuple[float, float, float, torch.Tensor | None]:
+        return self.per_param.get(param, (self.lr, self.momentum, self.weight_decay, None))
+
+    def step(self, param: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """theta' for one tensor; ``param`` is the model's tensor (the settings key)."""
+        lr, momentum, weight_decay, buf = self.settings(param)
+        direction = grad + weight_decay * value if weight_decay else grad
+        if momentum and buf is not None:
+            direction = direction + momentum * buf
+        return value - lr * direction
+
+
+def hypergradient(
+    model: nn.Module,
+    inner_inputs,
+    inner_loss: InnerLoss,
+    outer_inputs,
+    outer_loss: OuterLoss,
+    meta_params,
+    *,
+    lookahead: Lookahead | float,
+    mode: str = "exact",
+    split: tuple[Callable, nn.Linear] | None = None,
+    fd_eps: float = 1e-4,
+):
+    """d L_out(theta'(phi)) / d phi for a one-step look-ahead of ``model``.
+
+    Args:
+        model: any ``nn.Module``; it is called as ``model(x)``, ``model(*x)`` or
+            ``model(**x)`` for a tensor, tuple or dict of inputs. Outputs that are
+            not tensors must carry ``.logits`` (Hugging Face).
+        inner_inputs, outer_inputs: the training and validation batch inputs.
+        inner_loss: ``inner_loss(logits, meta_params) -> scalar``; it may depend on
+            the model only through the logits it is given.
+        outer_loss: ``outer_loss(logits) -> scalar`` on the validation logits.
+        meta_params: a tensor or a sequence of tensors phi, passed to ``inner_loss``
+            as given (tensors that do not require grad are replaced by leaf copies).
+        lookahead: a ``Lookahead`` or a plain SGD learning rate.
+        mode: ``"exact"``, ``"last_layer"`` or ``"finite_difference"``.
+        split: for ``"last_layer"``, ``(features_fn, head)`` with ``head`` an
+            ``nn.Linear``; default is timm's ``forward_features`` + ``forward_head(
+            pre_logits=True)`` and ``get_classifier()``.
+        fd_eps: relative step of ``"finite_difference"``.
+
+    Returns:
+        The hypergradient, shaped like ``meta_params`` (a tensor or a tuple).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_choice("mode", mode, MODES)
+    lookahead = _as_lookahead(lookahead)
+    single, phi = _meta_leaves(meta_params)
+
+    if mode == "last_layer":
+        features, head = _resolve_split(model, split)
+        with torch.no_grad(), preserved_buffers(model):
+            h_in, h_out = features(*_as_args(inner_inputs)), features(*_as_args(outer_inputs))
+        hyper = last_layer_hypergradient(
+            head, h_in, inner_loss, h_out, outer_loss, phi if not single else phi[0],
+            lookahead=lookahead,
+        )
+        return hyper
+
+    names, params = _trainable(model)
+    if not params:
+        raise ValueError("model has no parameter with requires_grad=True to look ahead on")
+    frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
+    buffers = dict(model.named_buffers())
+
+    def logits_at(values: Sequence[torch.Tensor], inputs) -> torch.Tensor:
+        # Fresh buffer copies per call: BatchNorm updates them in place.
+        state = {**frozen, **dict(zip(names, values)), **{n: b.clone() for n, b in buffers.items()}}
+        args, kwargs = _call_args(inputs)
+        return _logits(functional_call(model, state, args, kwargs))
+
+    theta = [p.detach().requires_grad_() for p in params]
+    z_in = logits_at(theta, inner_inputs)
+    loss_in = _scalar("inner_loss", inner_loss(z_in, _unflatten(single, phi)))
+    grads = torch.autograd.grad(loss_in, theta, allow_unused=True)
+
+    with torch.no_grad():
+        theta_next = [
+            lookahead.step(p, t, torch.zeros_like(t) if g is None else g)
+            for p, t, g in zip(params, theta, grads)
+        ]
+    theta_next = [t.requires_grad_() for t in theta_next]
+    loss_out = _scalar("outer_loss", outer_loss(logits_at(theta_next, outer_inputs)))
+    v = torch.autograd.grad(loss_out, theta_next, allow_unused=True)
+    tangent = [
+        lookahead.settings(p)[0] * (torch.zeros_like(p) if g is None else g)
+        for p, g in zip(params, v)
+    ]
+
+    base = [t.detach() for t in theta]
+    if mode == "exact":
+        _, z_dot = jvp(lambda *vals: logits_at(vals, inner_inputs), tuple(base), tuple(tangent))
+    else:
+        norm = torch.sqrt(sum((t * t).sum() for t in tangent))
+        if norm == 0:
+            z_dot = torch.zeros_like(z_in)
+        else:
+            eps = fd_eps / norm
+            with torch.no_grad():
+                plus = logits_at([b + eps * t for b, t in zip(base, tangent)], inner_inputs)
+                minus = logits_at([b - eps * t for b, t in zip(base, tangent)], inner_inputs)
+            z_dot = (plus - minus) / (2 * eps)
+    hyper = _contract(z_in.detach(), z_dot.detach(), inner_loss, _unflatten(single, phi), phi)
+    return hyper[0] if single else tuple(hyper)
+
+
+def last_layer_hypergradient(
+    head: nn.Linear,
+    inner_features: torch.Tensor,
+    inner_loss: InnerLoss,
+    outer_features: torch.Tensor,
+    outer_loss: OuterLoss,
+    meta_params,
+    *,
+    lookahead: Lookahead | float,
+):
+    """Closed-form hypergradient when only the linear ``head`` is looked ahead.
+
+    ``inner_features`` (B, D) and ``outer_features`` (V, D) are the detached
+    penultimate features; callers that run many meta steps against one
+    validation set compute ``outer_features`` once and reuse them.
+    """
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}")
+    for name, h in (("inner_features", inner_features), ("outer_features", outer_features)):
+        if not isinstance(h, torch.Tensor) or h.ndim != 2 or h.shape[1] != head.in_features:
+            shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+            raise ValueError(f"{name} must be (N, {head.in_features}) features, got {shape}")
+    lookahead = _as_lookahead(lookahead)
+    single, phi = _meta_leaves(meta_params)
+    weight, bias = head.weight, head.bias
+    h_in, h_out = inner_features.detach(), outer_features.detach()
+    w, b = weight.detach(), None if bias is None else bias.detach()
+
+    def linear(h, w_, b_):
+        return h @ w_.T if b_ is None else torch.addmm(b_, h, w_.T)
+
+    z_in = linear(h_in, w, b).requires_grad_()
+    loss_in = _scalar("inner_loss", inner_loss(z_in, _unflatten(single, phi)))
+    (dz,) = torch.autograd.grad(loss_in, z_in)
+    with torch.no_grad():
+        w_next = lookahead.step(weight, w, dz.T @ h_in)
+        b_next = None if b is None else lookahead.step(bias, b, dz.sum(0))
+    z_out = linear(h_out, w_next, b_next).requires_grad_()
+    loss_out = _scalar("outer_loss", outer_loss(z_out))
+    (dz_out,) = torch.autograd.grad(loss_out, z_out)
+    with torch.no_grad():
+        # zdot_i = lr_W * G_W h_i + lr_b * g_b with G_W = dz_out^T h_out, g_b = sum dz_out.
+        z_dot = lookahead.settings(weight)[0] * (h_in @ (dz_out.T @ h_out).T)
+        if b is not None:
+            z_dot += lookahead.settings(bias)[0] * dz_out.sum(0)
+    hyper = _contract(z_in.detach(), z_dot, inner_loss, _unflatten(single, phi), phi)
+    return hyper[0] if single else tuple(hyper)
+
+
+@contextlib.contextmanager
+def preserved_buffers(model: nn.Module):
+    """Restore every buffer (BatchNorm running statistics, counters) on exit."""
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(saved[name])
+
+
+def _contract(z, z_dot, inner_loss, phi_arg, phi):
+    """-d/dphi sum_i <dL_in/dz_i, zdot_i>: the hypergradient given the logit tangent."""
+    z = z.requires_grad_()
+    loss = inner_loss(z, phi_arg)
+    (dz,) = torch.autograd.grad(loss, z, create_graph=True)
+    grads = torch.autograd.grad((dz * z_dot).sum(), phi, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else -g for p, g in zip(phi, grads)]
+
+
+def _as_lookahead(lookahead) -> Lookahead:
+    if isinstance(lookahead, Lookahead):
+        return lookahead
+    if isinstance(lookahead, (int, float)) and not isinstance(lookahead, bool):
+        return Lookahead(lr=float(lookahead))
+    raise TypeError(f"lookahead must be a Lookahead or a learning rate, got {type(lookahead).__name__}")
+
+
+def _meta_leaves(meta_params) -> tuple[bool, list[torch.Tensor]]:
+    single = isinstance(meta_params, torch.Tensor)
+    items = [meta_params] if single else list(meta_params) if isinstance(meta_params, Sequence) else None
+    if not items or not all(isinstance(p, torch.Tensor) and p.is_floating_point() for p in items):
+        raise TypeError(
+            "meta_params must be a floating-point tensor or a non-empty sequence of them, "
+            f"got {type(meta_params).__name__}"
+        )
+    return single, [p if p.requires_grad else p.detach().requires_grad_() for p in items]
+
+
+def _unflatten(single: bool, phi: list[torch.Tensor]):
+    return phi[0] if single else tuple(phi)
+
+
+def _trainable(model: nn.Module) -> tuple[list[str], list[torch.Tensor]]:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [n for n, _ in named], [p for _, p in named]
+
+
+def _scalar(name: str, loss) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"{name} must return a scalar tensor, got {shape}")
+    return check_finite_loss(name, loss.reshape(()))
+
+
+def _call_args(inputs) -> tuple[tuple, dict]:
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,), {}
+    if isinstance(inputs, Mapping):
+        return (), dict(inputs)
+    if isinstance(inputs, (tuple, list)):
+        return tuple(inputs), {}
+    raise TypeError(f"inputs must be a tensor, a tuple or a dict, got {type(inputs).__name__}")
+
+
+def _as_args(inputs) -> tuple:
+    args, kwargs = _call_args(inputs)
+    if kwargs:
+        raise TypeError("last_layer mode passes inputs positionally; give a tensor or a tuple")
+    return args
+
+
+def _logits(output) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    raise TypeError(f"the model must return logits or an object with .logits, got {type(output).__name__}")
+
+
+def _resolve_split(model: nn.Module, split):
+    if split is not None:
+        if not (isinstance(split, tuple) and len(split) == 2 and callable(split[0])):
+            raise TypeError("split must be a (features_fn, head) tuple")
+        return split
+    needed = ("forward_features", "forward_head", "get_classifier")
+    if not all(hasattr(model, a) for a in needed):
+        raise ValueError(
+            "last_layer mode needs the model's features and linear head: pass "
+            "split=(features_fn, head) or use a model with timm's forward_features/"
+            f"forward_head/get_classifier; {type(model).__name__} has none of these"
+        )
+
+    def features(*args):
+        return model.forward_head(model.forward_features(*args), pre_logits=True)
+
+    return features, model.get_classifier()

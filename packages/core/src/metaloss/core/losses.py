@@ -1,0 +1,78 @@
+"""Per-example losses (reduction none) and the weighted mix that AMAL trains on.
+
+Every loss here returns one value per example, shape (B,), so that a table of
+per-example weights can multiply it (AMAL paper eq. 2).
+
+KD convention (Hinton et al. 2015): ``kd_loss`` is tau^2 * KL(p_teacher^tau || p_student^tau)
+*summed over classes* for each example. Its mean over the batch is therefore
+PyTorch's ``kl_div(..., reduction="batchmean")`` times tau^2, the value the KD
+literature reports; ``reduction="mean"`` would wrongly divide by B * C as well.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_finite_loss, check_positive, check_same_rows, check_tensor
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-example CE. ``targets``: class indices (B,) or probabilities (B, C)."""
+    check_tensor("logits", logits, ndim=2, floating=True)
+    check_tensor("targets", targets)
+    check_same_rows(logits=logits, targets=targets)
+    if targets.is_floating_point():
+        if targets.shape != logits.shape:
+            raise ValueError(
+                f"soft targets must have the logits' shape {tuple(logits.shape)}, "
+                f"got {tuple(targets.shape)}"
+            )
+        return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if targets.ndim != 1:
+        raise ValueError(f"class-index targets must be 1-D (B,), got shape {tuple(targets.shape)}")
+    num_classes = logits.shape[1]
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        raise ValueError(
+            f"targets must be class indices in [0, {num_classes - 1}], "
+            f"got values in [{int(targets.min())}, {int(targets.max())}]"
+        )
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float = 4.0
+) -> torch.Tensor:
+    """Per-example tau^2 * KL(softmax(teacher / tau) || softmax(student / tau)).
+
+    The teacher is treated as a constant (its logits are detached).
+    """
+    check_tensor("student_logits", student_logits, ndim=2, floating=True)
+    check_tensor("teacher_logits", teacher_logits, ndim=2, floating=True)
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student and teacher logits must have the same shape, got "
+            f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
+        )
+    tau = check_positive("tau", tau)
+    log_p_student = F.log_softmax(student_logits / tau, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach() / tau, dim=1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1)
+    return tau**2 * kl
+
+
+def mix_losses(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Batch mean of sum_k weights[i, k] * losses[i, k] (AMAL eq. 2 on a batch).
+
+    ``losses`` and ``weights`` are (B, K); column 0 is conventionally the primary
+    loss. Raises ``ValueError`` on a shape mismatch or a non-finite loss.
+    """
+    check_tensor("losses", losses, ndim=2, floating=True)
+    check_tensor("weights", weights, ndim=2, floating=True)
+    if losses.shape != weights.shape:
+        raise ValueError(
+            f"losses and weights must both be (batch, K); got {tuple(losses.shape)} "
+            f"and {tuple(weights.shape)}"
+        )
+    check_finite_loss("per-example losses", losses)
+    return (weights * losses).sum(dim=1).mean()

@@ -7,11 +7,11 @@ PIP     := $(BIN)/python -m pip install --disable-pip-version-check -q -c constr
 PACKAGES := -e packages/core[launch] -e packages/vision -e packages/weak_supervision -e packages/detection_seg
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test bench clean
 
 $(STAMP): constraints.txt packages/*/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(PIP) $(PACKAGES) pytest
+	$(PIP) $(PACKAGES) pytest ruff
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -21,6 +21,7 @@ demo: $(STAMP)
 		tools/run.py kd_digits
 
 test: $(STAMP)
+	$(BIN)/ruff check packages tools tests benchmarks
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)

@@ -59,7 +59,8 @@ def test_amal_lowers_lambda_a_on_corrupted_half(mode):
     table = _train(1, [corrupted], mode=mode)
     lam_a = table[:, 1]
     gap = lam_a[~corrupted].mean() - lam_a[corrupted].mean()
-    assert gap > 0.3, f"lambda_a clean {lam_a[~corrupted].mean():.3f} vs corrupted {lam_a[corrupted].mean():.3f}"
+    clean, bad = lam_a[~corrupted].mean(), lam_a[corrupted].mean()
+    assert gap > 0.3, f"lambda_a clean {clean:.3f} vs corrupted {bad:.3f}"
     # and it leans on the primary (true-label) loss there instead
     assert table[corrupted, 0].mean() > table[~corrupted, 0].mean()
 
@@ -72,7 +73,8 @@ def test_amal_with_three_auxiliary_losses():
     for k, corrupted in enumerate(sets, start=1):
         lam = table[:, k]
         gap = lam[~corrupted].mean() - lam[corrupted].mean()
-        assert gap > 0.2, f"teacher {k}: clean {lam[~corrupted].mean():.3f}, corrupted {lam[corrupted].mean():.3f}"
+        clean, bad = lam[~corrupted].mean(), lam[corrupted].mean()
+        assert gap > 0.2, f"teacher {k}: clean {clean:.3f}, corrupted {bad:.3f}"
 
 
 def test_due_schedule_and_bad_inputs():

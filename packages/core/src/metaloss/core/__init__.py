@@ -5,20 +5,24 @@ Depends on torch, numpy and scikit-learn only. The launcher and run folder
 """
 
 from .amal import AMAL
-from .data import IndexedDataset
+from .data import IndexedDataset, epoch_batches
 from .hypergradient import Lookahead, hypergradient, last_layer_hypergradient, preserved_buffers
 from .instance_weights import InstanceWeights
 from .losses import cross_entropy, kd_loss, mix_losses
+from .training import ValidationSelector, train_epochs
 
 __all__ = [
     "AMAL",
     "InstanceWeights",
     "IndexedDataset",
     "Lookahead",
+    "ValidationSelector",
     "cross_entropy",
+    "epoch_batches",
     "hypergradient",
     "kd_loss",
     "last_layer_hypergradient",
     "mix_losses",
     "preserved_buffers",
+    "train_epochs",
 ]

@@ -6,6 +6,7 @@ index, so the training loop must know which rows of the table a batch touches.
 
 from __future__ import annotations
 
+import torch
 from torch.utils.data import Dataset
 
 
@@ -28,3 +29,29 @@ class IndexedDataset(Dataset):
         if isinstance(item, tuple):
             return (index, *item)
         return index, item
+
+
+def epoch_batches(
+    num_examples: int,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> list[torch.Tensor]:
+    """This rank's batches of positions for one epoch, a pure function of (seed, epoch).
+
+    Deriving the order from (seed, epoch) instead of a stateful sampler is what
+    lets a resumed run see exactly the batches an uninterrupted run would.
+    Batch b goes to rank ``b % world_size``; the last batch may be smaller.
+    """
+    for name, value, low in (("num_examples", num_examples, 1), ("batch_size", batch_size, 1),
+                             ("world_size", world_size, 1), ("epoch", epoch, 0), ("rank", rank, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if rank >= world_size:
+        raise ValueError(f"rank must be < world_size={world_size}, got {rank}")
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    batches = torch.randperm(num_examples, generator=g).split(batch_size)
+    return list(batches[rank::world_size])

@@ -1,0 +1,203 @@
+"""What a finished run reports: ``results.json``, the ``summary.md`` table and PNG plots.
+
+Everything here reads the run folder's files (``results/*.json``,
+``metrics.jsonl``), so a report can be rebuilt from a run folder alone.
+Only numpy is imported at module level; matplotlib is imported when plotting,
+because ``metaloss-core`` without the ``[launch]`` extra does not ship it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+# Keys of a metrics record that identify it rather than measure something.
+_RECORD_KEYS = ("method", "seed", "epoch", "time", "step")
+
+
+def import_extra(name: str):
+    """Import an optional dependency of the launcher, or say which extra provides it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ImportError(
+            f"{name} is needed by the metaloss run launcher; pip install metaloss-core[launch]"
+        ) from err
+
+
+def collect_results(run_dir: str | Path) -> list[dict]:
+    """The per-unit results of a run (``results/*.json``), sorted by method then seed."""
+    results_dir = Path(run_dir) / "results"
+    results = [json.loads(path.read_text()) for path in results_dir.glob("*.json")]
+    return sorted(results, key=lambda r: (str(r.get("method")), _seed_key(r.get("seed"))))
+
+
+def _seed_key(seed) -> tuple:
+    # Numeric seeds sort as numbers (seed2 before seed10); anything else after them.
+    return (0, seed, "") if isinstance(seed, int) else (1, 0, str(seed))
+
+
+def summary_table(results: list[dict], metrics: list[str] | None = None) -> str:
+    """A Markdown table: one row per method, one ``mean ± std (n=K)`` cell per metric.
+
+    Args:
+        results: unit results, each a dict with a ``"method"`` key. Methods keep
+            the order in which they first appear.
+        metrics: the columns; by default every numeric key except ``"seed"``.
+    The std is the sample std over seeds (ddof=1); a single value prints alone.
+    A cell with no value prints ``-``.
+    """
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise TypeError(f"results must be a list of dicts, got {type(results).__name__}")
+    missing = [i for i, r in enumerate(results) if "method" not in r]
+    if missing:
+        raise ValueError(f"every result needs a 'method' key; results at {missing} have none")
+    metrics = _numeric_keys(results) if metrics is None else _check_metrics(metrics)
+    methods = list(dict.fromkeys(str(r["method"]) for r in results))
+    lines = [
+        "| " + " | ".join(["method", *metrics]) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
+    for method in methods:
+        rows = [r for r in results if str(r["method"]) == method]
+        cells = [_cell([r[m] for r in rows if _is_number(r.get(m))]) for m in metrics]
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _check_metrics(metrics) -> list[str]:
+    if not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"metrics must be a list of str or None, got {metrics!r}")
+    return list(metrics)
+
+
+def _is_number(value) -> bool:
+    # bool is an int subclass, but a flag is not something to average.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numeric_keys(records: Iterable[dict], exclude: Iterable[str] = ("seed",)) -> list[str]:
+    exclude = set(exclude)
+    keys = (k for r in records for k, v in r.items() if k not in exclude and _is_number(v))
+    return list(dict.fromkeys(keys))
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{_fmt(values[0])} (n=1)"
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    return f"{_fmt(mean)} ± {_fmt(std)} (n={len(values)})"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def read_metrics(metrics_jsonl: str | Path) -> list[dict]:
+    """The records of a ``metrics.jsonl``; a missing file gives []."""
+    path = Path(metrics_jsonl)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            # A run killed mid-write leaves a truncated last line; the rest is valid.
+            continue
+    return records
+
+
+def metric_series(records: Iterable[dict]) -> dict[str, dict[str, tuple[list, list, list]]]:
+    """Per metric and method: ``(epochs, mean over seeds, std over seeds)``.
+
+    Only records with ``method``, ``seed`` and ``epoch`` count. When several
+    share ``(method, seed, epoch)`` the last one wins: a resumed run re-logs
+    the epoch it was killed in. The std is ddof=1 where an epoch has more than
+    one seed, else 0.
+    """
+    latest: dict[tuple, dict] = {}
+    for record in records:
+        if all(k in record for k in ("method", "seed", "epoch")):
+            latest[(str(record["method"]), record["seed"], record["epoch"])] = record
+    series: dict[str, dict[str, tuple[list, list, list]]] = {}
+    for key in _numeric_keys(latest.values(), exclude=_RECORD_KEYS):
+        by_method: dict[str, dict[int, list[float]]] = {}
+        for (method, _seed, epoch), record in latest.items():
+            if _is_number(record.get(key)):
+                by_method.setdefault(method, {}).setdefault(epoch, []).append(record[key])
+        series[key] = {method: _mean_std(per_epoch) for method, per_epoch in by_method.items()}
+    return series
+
+
+def _mean_std(per_epoch: dict[int, list[float]]) -> tuple[list, list, list]:
+    epochs = sorted(per_epoch)
+    means = [float(np.mean(per_epoch[e])) for e in epochs]
+    stds = [float(np.std(per_epoch[e], ddof=1)) if len(per_epoch[e]) > 1 else 0.0 for e in epochs]
+    return epochs, means, stds
+
+
+def plot_metrics(metrics_jsonl: str | Path, out_dir: str | Path) -> list[Path]:
+    """One PNG per metric in ``out_dir``: x = epoch, a line per method (mean over seeds, ±std).
+
+    Returns the written paths; writes nothing when there is nothing to plot.
+    """
+    series = metric_series(read_metrics(metrics_jsonl))
+    if not series:
+        return []
+    matplotlib = import_extra("matplotlib")
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    plt = import_extra("matplotlib.pyplot")
+    integer_ticks = import_extra("matplotlib.ticker").MaxNLocator(integer=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for key, by_method in series.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for method, (epochs, means, stds) in by_method.items():
+            means, stds = np.asarray(means), np.asarray(stds)
+            ax.plot(epochs, means, label=method)
+            ax.fill_between(epochs, means - stds, means + stds, alpha=0.2)
+        ax.xaxis.set_major_locator(integer_ticks)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(f"{key} (mean ± std over seeds)")
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"{_file_stem(key)}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _file_stem(key: str) -> str:
+    # Metric names like "loss/train" must not create folders.
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+
+
+def write_report(run_dir: str | Path, recipe: str, metrics: list[str] | None = None,
+                 order: list[tuple[str, int]] | None = None) -> str:
+    """Write ``results.json``, ``summary.md`` and ``plots/`` of a run; return the table.
+
+    ``order`` lists ``(method, seed)`` pairs in the order the recipe asked for
+    them, so the table's rows follow the recipe's order rather than the alphabet.
+    """
+    run_dir = Path(run_dir)
+    results = collect_results(run_dir)
+    if order:
+        rank = {pair: i for i, pair in enumerate(order)}
+        results.sort(key=lambda r: rank.get((r.get("method"), r.get("seed")), math.inf))
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = summary_table(results, metrics)
+    (run_dir / "summary.md").write_text(f"# {recipe}: {run_dir}\n\n{table}")
+    plot_metrics(run_dir / "metrics.jsonl", run_dir / "plots")
+    return table

@@ -1,0 +1,265 @@
+"""CIFAR-style ResNets (ResNet-8 ... ResNet-110), registered in timm's model registry.
+
+This is the small-image ResNet family of He et al., "Deep Residual Learning
+for Image Recognition", CVPR 2016, Section 4.2 (CIFAR-10 and analysis): depth
+6n + 2, a 3x3 stem convolution with 16 filters, three stages of n basic blocks
+with 16, 32 and 64 filters on 32x32, 16x16 and 8x8 maps (the first block of
+stages 2 and 3 has stride 2), global average pooling and a linear classifier.
+The shortcuts are identities throughout; where a block changes shape the
+shortcut subsamples spatially and zero-pads the new channels ("option A" of
+§3.3, the design used in §4.2), so the shortcuts add no parameters and the
+counts match the paper: ResNet-20 0.27M, ResNet-56 0.85M, ResNet-110 1.7M
+(10 classes).
+
+The models follow timm's conventions (``forward_features`` / ``forward_head``
+/ ``get_classifier`` / ``reset_classifier``, ``num_features``); the
+meta-learning engine in ``metaloss.core`` uses the penultimate features and
+the linear head separately. Importing this module registers ``cifar_resnet8``,
+``cifar_resnet14``, ``cifar_resnet20``, ``cifar_resnet32``, ``cifar_resnet56``
+and ``cifar_resnet110``, so that e.g.
+``timm.create_model("cifar_resnet56", num_classes=100)`` builds one. There are
+no pretrained weights; ``pretrained=True`` is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.models import register_model
+from torch import nn
+
+__all__ = ["CifarResNet", "BasicBlock"]
+
+# CIFAR-10 statistics; used only as timm data-config metadata (resolve_data_config).
+_CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+_CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _cfg(**overrides: Any) -> dict[str, Any]:
+    cfg = {
+        "url": "",
+        "num_classes": 10,
+        "input_size": (3, 32, 32),
+        "pool_size": (8, 8),
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "mean": _CIFAR_MEAN,
+        "std": _CIFAR_STD,
+        "first_conv": "conv1",
+        "classifier": "fc",
+        "license": "apache-2.0",
+        "paper_name": "Deep Residual Learning for Image Recognition",
+        "paper_ids": "arXiv:1512.03385",
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+_DEPTHS = (8, 14, 20, 32, 56, 110)
+# Read by timm.register_model: gives each registered name a pretrained_cfg without weights.
+default_cfgs = {f"cifar_resnet{d}": _cfg() for d in _DEPTHS}
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class _PadShortcut(nn.Module):
+    """Parameter-free shortcut (option A): subsample by ``stride``, zero-pad the new channels."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int):
+        super().__init__()
+        if out_chs < in_chs:
+            raise ValueError(
+                f"zero-padding shortcut cannot reduce channels ({in_chs} -> {out_chs})"
+            )
+        self.stride = stride
+        self.pad_before = (out_chs - in_chs) // 2
+        self.pad_after = out_chs - in_chs - self.pad_before
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        # F.pad pads from the last dimension backwards: (W, W, H, H, C, C).
+        return F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with a residual connection; ReLU after the addition."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_chs)
+        self.conv2 = nn.Conv2d(out_chs, out_chs, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_chs)
+        if stride != 1 or in_chs != out_chs:
+            self.shortcut: nn.Module = _PadShortcut(in_chs, out_chs, stride)
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for 32x32 images (He et al. 2016, §4.2).
+
+    Args:
+        depth: total number of weighted layers, 6n + 2 with n >= 1
+            (8, 14, 20, 32, 44, 56, 110, ...).
+        num_classes: outputs of the linear classifier (>= 1).
+        in_chans: input channels.
+        width: filters of the stem and of the first stage; stages 2 and 3
+            have ``2 * width`` and ``4 * width`` (16 in the paper).
+
+    ``forward_features`` returns the last stage's map (B, 4 * width, H/4, W/4);
+    ``forward_head`` average-pools it and applies the classifier ``fc``
+    (or stops before it with ``pre_logits=True``).
+    """
+
+    def __init__(self, depth: int, num_classes: int = 10, in_chans: int = 3, width: int = 16):
+        super().__init__()
+        valid = isinstance(depth, int) and not isinstance(depth, bool)
+        if not valid or depth < 8 or (depth - 2) % 6 != 0:
+            raise ValueError(
+                "CIFAR ResNet depth must be 6n + 2 with n >= 1, i.e. one of 8, 14, 20, 26, 32, "
+                f"44, 56, 110, ... (registered: {', '.join(map(str, _DEPTHS))}); got {depth!r}"
+            )
+        _check_positive_int("num_classes", num_classes)
+        _check_positive_int("in_chans", in_chans)
+        _check_positive_int("width", width)
+        self.depth = depth
+        self.blocks_per_stage = (depth - 2) // 6
+        self.in_chans = in_chans
+        self.width = width
+
+        self.conv1 = nn.Conv2d(in_chans, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        chs = width
+        stages = []
+        for i, stage_width in enumerate((width, 2 * width, 4 * width)):
+            blocks = []
+            for j in range(self.blocks_per_stage):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(BasicBlock(chs, stage_width, stride))
+                chs = stage_width
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.num_features = chs
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # The classifier keeps PyTorch's default nn.Linear initialisation.
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer1(x)
+        x = self.layer2(x)
+        return self.layer3(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean(dim=(2, 3))  # global average pool + flatten
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a freshly initialised ``nn.Linear(num_features, num_classes)``.
+
+        ``num_classes`` must be >= 1 (timm's ``num_classes=0`` "no head" is not
+        supported; use ``forward_head(x, pre_logits=True)`` for features).
+        """
+        _check_positive_int("num_classes", num_classes)
+        ref = self.fc.weight
+        self.fc = nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
+        self.num_classes = num_classes
+
+
+# Arguments timm.create_model passes to every entrypoint that a model without
+# pretrained weights has no use for.
+_TIMM_FACTORY_KWARGS = (
+    "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "pretrained_model_args",
+)
+
+
+def _create(name: str, depth: int, pretrained: bool, kwargs: dict[str, Any]) -> CifarResNet:
+    if pretrained:
+        raise ValueError(
+            f"{name}: no pretrained weights exist for the CIFAR ResNets; "
+            "create it with pretrained=False and train it"
+        )
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    for key in _TIMM_FACTORY_KWARGS:
+        kwargs.pop(key, None)
+    device = kwargs.pop("device", None)
+    dtype = kwargs.pop("dtype", None)
+    if "depth" in kwargs:
+        raise TypeError(
+            f"{name} has a fixed depth of {depth}; build CifarResNet(depth=...) for another depth"
+        )
+    model = CifarResNet(depth=depth, **kwargs)
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    cfg = {**default_cfgs[name], "architecture": name, **overlay}
+    cfg["num_classes"] = model.num_classes
+    cfg["input_size"] = (model.in_chans, *cfg["input_size"][1:])
+    model.pretrained_cfg = cfg
+    model.default_cfg = cfg
+    return model
+
+
+@register_model
+def cifar_resnet8(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-8 (n = 1) for CIFAR, He et al. 2016 §4.2."""
+    return _create("cifar_resnet8", 8, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet14(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-14 (n = 2) for CIFAR, He et al. 2016 §4.2."""
+    return _create("cifar_resnet14", 14, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet20(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-20 (n = 3, 0.27M parameters) for CIFAR, He et al. 2016 §4.2."""
+    return _create("cifar_resnet20", 20, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet32(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-32 (n = 5, 0.46M parameters) for CIFAR, He et al. 2016 §4.2."""
+    return _create("cifar_resnet32", 32, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet56(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-56 (n = 9, 0.85M parameters) for CIFAR, He et al. 2016 §4.2."""
+    return _create("cifar_resnet56", 56, pretrained, kwargs)
+
+
+@register_model
+def cifar_resnet110(pretrained: bool = False, **kwargs: Any) -> CifarResNet:
+    """ResNet-110 (n = 18, 1.7M parameters) for CIFAR, He et al. 2016 §4.2."""
+    return _create("cifar_resnet110", 110, pretrained, kwargs)

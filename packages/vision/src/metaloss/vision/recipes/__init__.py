@@ -1,0 +1,1 @@
+"""Runnable experiments registered under metaloss.recipes."""

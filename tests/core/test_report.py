@@ -1,0 +1,104 @@
+"""The report: cells are mean ± sample std over seeds; a re-logged epoch keeps its last record."""
+
+import json
+
+import pytest
+
+from metaloss.core.report import (
+    collect_results,
+    metric_series,
+    plot_metrics,
+    read_metrics,
+    summary_table,
+)
+
+
+def _results(method, values, key="acc"):
+    return [{"method": method, "seed": s, key: v} for s, v in enumerate(values)]
+
+
+def test_summary_cells_are_mean_and_sample_std():
+    table = summary_table(_results("ce", [1, 2, 3]) + _results("kd", [0.91234]))
+    lines = table.splitlines()
+    assert lines[0] == "| method | acc |"
+    assert lines[1] == "|---|---|"
+    assert lines[2] == "| ce | 2 ± 1 (n=3) |"
+    assert lines[3] == "| kd | 0.9123 (n=1) |"
+
+
+def test_summary_uses_four_significant_digits_and_first_appearance_order():
+    results = _results("kd", [91.2345, 91.2345]) + _results("ce", [0.5, 1.5])
+    lines = summary_table(results).splitlines()
+    assert lines[2] == "| kd | 91.23 ± 0 (n=2) |"
+    assert lines[3] == "| ce | 1 ± 0.7071 (n=2) |"
+
+
+def test_summary_default_columns_skip_seed_and_non_numbers():
+    results = [{"method": "ce", "seed": 0, "note": "x", "flag": True, "a": 1, "b": None},
+               {"method": "ce", "seed": 1, "a": 3, "b": 2.0}]
+    lines = summary_table(results).splitlines()
+    assert lines[0] == "| method | a | b |"
+    assert lines[2] == "| ce | 2 ± 1.414 (n=2) | 2 (n=1) |"
+
+
+def test_summary_chosen_metrics_and_missing_values():
+    lines = summary_table(_results("ce", [1.0]), metrics=["acc", "loss"]).splitlines()
+    assert lines[0] == "| method | acc | loss |"
+    assert lines[2] == "| ce | 1 (n=1) | - |"
+
+
+def test_summary_validates_its_inputs():
+    with pytest.raises(ValueError, match="method"):
+        summary_table([{"acc": 1}])
+    with pytest.raises(TypeError, match="metrics"):
+        summary_table([], metrics="acc")
+
+
+def test_collect_results_sorts_seeds_numerically(tmp_path):
+    (tmp_path / "results").mkdir()
+    for seed in (10, 2):
+        path = tmp_path / "results" / f"ce-seed{seed}.json"
+        path.write_text(json.dumps({"method": "ce", "seed": seed}))
+    assert [r["seed"] for r in collect_results(tmp_path)] == [2, 10]
+
+
+def test_series_keep_the_last_record_of_a_repeated_epoch():
+    records = [
+        {"method": "amal", "seed": 0, "epoch": 0, "acc": 0.1, "time": 1},
+        {"method": "amal", "seed": 0, "epoch": 1, "acc": 0.2, "time": 2},
+        # killed during epoch 1, resumed: epoch 1 is logged again
+        {"method": "amal", "seed": 0, "epoch": 1, "acc": 0.4, "time": 3},
+        {"method": "amal", "seed": 1, "epoch": 0, "acc": 0.3, "time": 4},
+        {"method": "amal", "seed": 1, "epoch": 1, "acc": 0.6, "time": 5},
+        {"note": "no method/seed/epoch: not plotted", "acc": 9.0},
+    ]
+    series = metric_series(records)
+    assert list(series) == ["acc"], "time is not a metric"
+    epochs, means, stds = series["acc"]["amal"]
+    assert epochs == [0, 1]
+    assert means == pytest.approx([0.2, 0.5])
+    assert stds == pytest.approx([0.1414214, 0.1414214])
+
+
+def test_series_of_one_seed_have_zero_std_and_skip_missing_values():
+    records = [{"method": "ce", "seed": 0, "epoch": e, "acc": 1.0, "meta": 2.0} for e in range(2)]
+    records[1]["meta"] = None
+    series = metric_series(records)
+    assert series["acc"]["ce"] == ([0, 1], [1.0, 1.0], [0.0, 0.0])
+    assert series["meta"]["ce"] == ([0], [2.0], [0.0])
+
+
+def test_plot_metrics_writes_one_png_per_metric(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"method": "ce", "seed": 0, "epoch": e, "acc": e, "loss/train": 1.0})
+             for e in range(3)]
+    path.write_text("\n".join(lines) + '\n{"method": "ce", "se')  # a kill mid-write
+    assert len(read_metrics(path)) == 3
+    paths = plot_metrics(path, tmp_path / "plots")
+    assert sorted(p.name for p in paths) == ["acc.png", "loss_train.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_plot_metrics_with_nothing_to_plot_writes_nothing(tmp_path):
+    assert plot_metrics(tmp_path / "missing.jsonl", tmp_path / "plots") == []
+    assert not (tmp_path / "plots").exists()

@@ -11,7 +11,7 @@ STAMP   := $(VENV)/.installed
 
 $(STAMP): constraints.txt packages/*/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(PIP) $(PACKAGES) pytest ruff
+	$(PIP) $(PACKAGES) pytest ruff transformers
 	touch $(STAMP)
 
 setup: $(STAMP)

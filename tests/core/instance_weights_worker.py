@@ -27,6 +27,7 @@ def main(out_prefix: str) -> None:
                 weights.accumulate(idx, grads)
         weights.step()
     torch.save(weights.state_dict(), f"{out_prefix}-rank{acc.process_index}.pt")
+    acc.end_training()  # a live gloo group at exit can abort the process
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def _half(seed):
     return torch.rand(N, generator=torch.Generator().manual_seed(seed)) < 0.5
 
 
-@pytest.mark.parametrize("mode", ["last_layer", "exact"])
+@pytest.mark.parametrize("mode", ["last_layer", "exact", "first_order"])
 def test_amal_lowers_lambda_a_on_corrupted_half(mode):
     corrupted = _half(3)
     table = _train(1, [corrupted], mode=mode)

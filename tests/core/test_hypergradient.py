@@ -13,13 +13,7 @@ from .toys import MLP
 B, V, C = 6, 5, 4
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    """Finite differences need double precision; restore the default afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 class SmallCNN(nn.Module):
@@ -160,6 +154,46 @@ def test_finite_difference_mode_approximates_exact(kind):
         model, x_in, inner, x_out, outer, phi, lookahead=0.5, mode="finite_difference"
     )
     torch.testing.assert_close(approx, exact, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_first_order_mode_is_the_derivative_of_the_linearised_objective(kind):
+    """-lr d/dphi <grad L_in(theta, phi), grad L_out(theta)>, by double backward.
+
+    Momentum and weight decay do not depend on phi, so they drop out of it.
+    """
+    model, x_in, inner, x_out, outer, phi = _problem(kind)
+    model.train()
+    la = _lookahead_with_state(model)
+    got = hypergradient(model, x_in, inner, x_out, outer, phi, lookahead=la, mode="first_order")
+
+    params = dict(model.named_parameters())
+
+    def call(x):
+        return functional_call(model, {**params, **{n: b.clone() for n, b in model.named_buffers()}}, (x,))
+
+    v = torch.autograd.grad(outer(call(x_out)), list(params.values()))
+    phi_leaf = phi.clone().requires_grad_()
+    g = torch.autograd.grad(inner(call(x_in), phi_leaf), list(params.values()), create_graph=True)
+    dot = sum(la.settings(p)[0] * (gi * vi).sum() for p, gi, vi in zip(params.values(), g, v))
+    (want,) = torch.autograd.grad(-dot, phi_leaf)
+    assert want.abs().max() > 1e-4
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_first_order_mode_approaches_exact_as_the_step_shrinks(kind):
+    """The difference to the exact look-ahead is O(lr) relative (the tiny-batch BN CNN is
+    curved enough that the linear regime starts below lr ~ 1e-3)."""
+    model, x_in, inner, x_out, outer, phi = _problem(kind)
+    errors = []
+    for lr in (1e-3, 1e-4, 1e-5):
+        exact = hypergradient(model, x_in, inner, x_out, outer, phi, lookahead=lr, mode="exact")
+        first = hypergradient(model, x_in, inner, x_out, outer, phi, lookahead=lr, mode="first_order")
+        errors.append(float((first - exact).norm() / exact.norm()))
+    assert errors[0] > 1e-4, errors  # the modes really differ at a large step
+    assert errors[1] < errors[0] / 5 and errors[2] < errors[1] / 5, errors
+    assert errors[2] < 1e-4, errors
 
 
 def test_nonlinear_meta_parameters_and_tuple_output():

@@ -73,7 +73,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
            str(WORKER), str(tmp_path / "multi")]
-    subprocess.run(cmd, check=True, env=env, timeout=240, capture_output=True)
+    done = subprocess.run(cmd, env=env, timeout=240, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     subprocess.run([sys.executable, str(WORKER), str(tmp_path / "single")], check=True, env=env,
                    timeout=120, capture_output=True)
     rank0 = torch.load(tmp_path / "multi-rank0.pt")["table"]

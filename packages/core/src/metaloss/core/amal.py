@@ -7,7 +7,9 @@ The student minimises, per training example i (eq. 2),
 and every L epochs (or steps) the lambdas take gradient steps on the validation
 cross-entropy after a one-step look-ahead of theta (Algorithm 1, eqs. 4-6). The
 look-ahead can be restricted to the last layer (eqs. 13-16), the paper's default
-for speed, or run through the full model (``mode="exact"``).
+for speed, or run through the full model: ``mode="exact"`` (one-step second order),
+``"first_order"`` (the validation gradient at theta instead of the looked-ahead
+theta: about two thirds of the cost) or ``"finite_difference"``.
 
 Scale: the gradient of example i is taken for the *sum* over the batch (the
 batch mean's derivative times B), i.e. -lr * delta_i^T (G_val h_i + g_val) in
@@ -50,7 +52,8 @@ class AMAL:
         inner_steps: passes over the meta batches in one meta phase (lambda steps per example).
         init: initial (lambda_p, lambda_a1..aK); default the paper's KD setting
             (0.1, 0.9) for K = 1 and (0.1, 0.9/K, ...) for K > 1.
-        mode: ``"last_layer"`` (paper default), ``"exact"`` (full model) or ``"finite_difference"``.
+        mode: ``"last_layer"`` (paper default), or a full-model mode: ``"exact"``,
+            ``"first_order"`` or ``"finite_difference"`` (see ``hypergradient``).
         lower, upper, normalize: the projection of ``InstanceWeights``.
         split: ``(features_fn, linear_head)`` for last-layer mode on models without
             timm's ``forward_features``/``forward_head``/``get_classifier``.

@@ -286,6 +286,17 @@ def main(argv: list[str] | None = None) -> int:
         _write_config(run)
         processes = f"{run.world_size} process{'es' if run.world_size > 1 else ''}"
         print(f"run dir: {run.dir} ({processes})")
-    recipe.main(run)
-    run.finalize()
+    try:
+        recipe.main(run)
+        run.finalize()
+    finally:
+        _end_processes()
     return 0
+
+
+def _end_processes() -> None:
+    """Tear down the process group a recipe opened: a live gloo group at exit can abort."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

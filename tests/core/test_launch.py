@@ -5,7 +5,7 @@ import json
 import pytest
 
 from metaloss.core import launch
-from metaloss.core.launch import ConfigError, Recipe, main, resolve_config
+from metaloss.core.launch import ConfigError, Recipe, apply_config_file, main, resolve_config
 
 DEFAULTS = {
     "output_dir": "runs",
@@ -182,3 +182,26 @@ def test_discover_rejects_an_entry_point_that_is_not_a_recipe(monkeypatch):
     monkeypatch.setattr(launch, "entry_points", lambda group: [EntryPoint()])
     with pytest.raises(TypeError, match="'bad'"):
         launch.discover_recipes()
+
+
+def test_config_file_overrides_are_checked_like_key_value(tmp_path):
+    defaults = {"a": 1, "sec": {"x": 0.5, "name": "n"}, "items": [1, 2]}
+    good = tmp_path / "good.yaml"
+    good.write_text("sec:\n  x: 2\nitems: [3]\n")
+    config = apply_config_file(defaults, good)
+    assert config == {"a": 1, "sec": {"x": 2.0, "name": "n"}, "items": [3]}
+    assert defaults["sec"]["x"] == 0.5  # the defaults are not modified
+    bad_key = tmp_path / "bad_key.yaml"
+    bad_key.write_text("sec:\n  y: 1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'sec.y'"):
+        apply_config_file(defaults, bad_key)
+    bad_type = tmp_path / "bad_type.yaml"
+    bad_type.write_text("a: one\n")
+    with pytest.raises(ConfigError, match="a: expected int"):
+        apply_config_file(defaults, bad_type)
+    not_mapping = tmp_path / "list.yaml"
+    not_mapping.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        apply_config_file(defaults, not_mapping)
+    with pytest.raises(ConfigError, match="does not exist"):
+        apply_config_file(defaults, tmp_path / "missing.yaml")

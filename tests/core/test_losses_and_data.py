@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from metaloss.core import IndexedDataset, cross_entropy, epoch_batches, kd_loss, mix_losses
+from metaloss.core import (
+    IndexedDataset,
+    cross_entropy,
+    dropout_mix_weights,
+    epoch_batches,
+    fixed_mix_weights,
+    kd_loss,
+    mix_losses,
+)
 
 
 def test_cross_entropy_hard_and_soft_targets_agree():
@@ -73,3 +81,31 @@ def test_epoch_batches_are_a_pure_function_and_shards_partition_the_epoch():
     assert sorted(torch.cat([torch.cat(s) for s in shards]).tolist()) == list(range(23))
     with pytest.raises(ValueError, match="rank must be < world_size"):
         epoch_batches(10, 2, seed=0, epoch=0, rank=2, world_size=2)
+
+
+def test_fixed_mix_weights_are_classic_kd():
+    w = fixed_mix_weights(3, 1, 0.9)
+    torch.testing.assert_close(w, torch.tensor([[0.1, 0.9]]).expand(3, 2))
+    w3 = fixed_mix_weights(2, 3, 0.9)
+    torch.testing.assert_close(w3.sum(1), torch.ones(2))
+    torch.testing.assert_close(w3[0, 1:], torch.full((3,), 0.3))
+    with pytest.raises(ValueError, match="lambda_a must be a weight in"):
+        fixed_mix_weights(2, 1, 1.5)
+    with pytest.raises(ValueError, match="num_aux must be an int >= 1"):
+        fixed_mix_weights(2, 0, 0.5)
+
+
+def test_dropout_mix_weights_keep_at_least_one_guide_at_the_drop_rate():
+    g = torch.Generator().manual_seed(0)
+    rows = torch.stack([dropout_mix_weights(1, 4, 0.8, 0.5, generator=g)[0] for _ in range(4000)])
+    torch.testing.assert_close(rows.sum(1), torch.ones(4000))  # the mix always sums to 1
+    kept = rows[:, 1:] > 0
+    assert kept.any(1).all()  # never zero guides
+    # P(kept) = 0.5 per guide, plus the rescue of the all-dropped case (1/16, one guide of 4)
+    expected = 0.5 + (0.5**4) / 4
+    assert abs(kept.float().mean().item() - expected) < 0.02
+    # the kept guides share lambda_a equally
+    share = rows[:, 1:][kept] * kept.sum(1, keepdim=True).expand_as(kept)[kept]
+    torch.testing.assert_close(share, torch.full_like(share, 0.8))
+    with pytest.raises(ValueError, match="drop_prob must be a probability"):
+        dropout_mix_weights(1, 2, 0.5, 1.0)

@@ -61,3 +61,25 @@ def test_train_epochs_requires_the_validation_metric(tmp_path):
     with pytest.raises(ValueError, match="must return 'val_acc'"):
         train_epochs(run.unit("m", 0), model=model, stateful={}, epochs=1,
                      epoch_fn=lambda e: {"acc": 1.0})
+
+
+def test_test_fn_is_measured_only_at_new_validation_bests(tmp_path):
+    vals = [0.1, 0.5, 0.3, 0.6, 0.6, 0.2]
+    measured = []
+    epoch_now = []
+
+    def epoch_fn(epoch):
+        epoch_now[:] = [epoch]
+        return {"val_acc": vals[epoch]}
+
+    def test_fn():
+        measured.append(epoch_now[0])
+        return 10.0 + epoch_now[0]
+
+    run = Run(tmp_path, {}, "t")
+    result = train_epochs(run.unit("m", 0), model=nn.Linear(1, 1), stateful={}, epochs=6,
+                          epoch_fn=epoch_fn, log=run.log, test_fn=test_fn)
+    assert measured == [0, 1, 3]  # epoch 4 ties 0.6: not a new best, not measured
+    assert (result["best_epoch"], result["test_acc"]) == (3, 13.0)
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("test_acc") for r in logged] == [10.0, 11.0, None, 13.0, None, None]

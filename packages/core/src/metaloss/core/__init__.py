@@ -8,7 +8,7 @@ from .amal import AMAL
 from .data import IndexedDataset, epoch_batches
 from .hypergradient import Lookahead, hypergradient, last_layer_hypergradient, preserved_buffers
 from .instance_weights import InstanceWeights
-from .losses import cross_entropy, kd_loss, mix_losses
+from .losses import cross_entropy, dropout_mix_weights, fixed_mix_weights, kd_loss, mix_losses
 from .training import ValidationSelector, train_epochs
 
 __all__ = [
@@ -18,7 +18,9 @@ __all__ = [
     "Lookahead",
     "ValidationSelector",
     "cross_entropy",
+    "dropout_mix_weights",
     "epoch_batches",
+    "fixed_mix_weights",
     "hypergradient",
     "kd_loss",
     "last_layer_hypergradient",

@@ -3,7 +3,7 @@
 ``tools/run.py`` is this module's ``main``::
 
     python tools/run.py --list
-    accelerate launch tools/run.py RECIPE [key=value ...] [--run-dir PATH]
+    accelerate launch tools/run.py RECIPE [--config FILE] [key=value ...] [--run-dir PATH]
 
 Installed packages register ``Recipe`` objects under the entry-point group
 ``metaloss.recipes``. A recipe's YAML default config is overridden by
@@ -114,6 +114,29 @@ def resolve_config(defaults: dict, overrides: list[str]) -> dict:
             section = _child_section(section, part, ".".join(parents[: depth + 1]))
         _check_known(section, leaf, key)
         section[leaf] = _conform(key, section[leaf], value)
+    return config
+
+
+def apply_config_file(config: dict, path: str | Path) -> dict:
+    """``config`` with a YAML file of overrides applied, checked like ``key=value`` items.
+
+    The file holds a mapping of the config's own keys (nested sections may be
+    partial); an unknown key or a wrong type is a ``ConfigError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    yaml = import_extra("yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of config keys, got {type(data).__name__}")
+    config = copy.deepcopy(config)
+    for key, value in data.items():
+        _check_known(config, str(key), str(key))
+        config[key] = _conform(str(key), config[key], value)
     return config
 
 
@@ -246,6 +269,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, dotted keys for sections (optim.lr=0.1)")
     parser.add_argument("--list", action="store_true", help="list the installed recipes")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a YAML file of overrides, applied before the key=value items")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="the run folder (default: {output_dir}/{recipe}-{config hash})")
     return parser
@@ -275,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     recipe = recipes[args.recipe]
     try:
-        config = resolve_config(recipe.load_defaults(), args.overrides)
+        defaults = recipe.load_defaults()
+        if args.config is not None:
+            defaults = apply_config_file(defaults, args.config)
+        config = resolve_config(defaults, args.overrides)
         run_dir = run_dir_for(recipe.name, config, args.run_dir)
         check_run_dir(run_dir, config)
     except ConfigError as err:

@@ -76,3 +76,43 @@ def mix_losses(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         )
     check_finite_loss("per-example losses", losses)
     return (weights * losses).sum(dim=1).mean()
+
+
+def fixed_mix_weights(batch: int, num_aux: int, lambda_a: float) -> torch.Tensor:
+    """(B, 1 + K) weights of classic KD: 1 - lambda_a on the primary loss, lambda_a / K on each of K guides.
+
+    With K = 1 this is Hinton et al.'s (1 - lambda_a) * CE + lambda_a * KD; with K > 1 the
+    guides share the distillation weight equally (multi-teacher KD averaged over teachers).
+    """
+    _check_mix_args(batch, num_aux, lambda_a)
+    row = torch.tensor([1.0 - lambda_a] + [lambda_a / num_aux] * num_aux)
+    return row.expand(batch, -1)
+
+
+def dropout_mix_weights(
+    batch: int, num_aux: int, lambda_a: float, drop_prob: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(B, 1 + K) weights of DGKD's stochastic teaching (Son et al., ICCV 2021, section 3.3).
+
+    For the whole mini-batch, each of the K guides is dropped independently with
+    probability ``drop_prob``; at least one is always kept (a random one if all
+    were dropped), so the student always has a guide. The kept guides share
+    ``lambda_a`` equally, as in ``fixed_mix_weights``. Draws from ``generator``
+    (default: torch's global generator, which the run checkpoints restore).
+    """
+    _check_mix_args(batch, num_aux, lambda_a)
+    if not isinstance(drop_prob, (int, float)) or not 0.0 <= drop_prob < 1.0:
+        raise ValueError(f"drop_prob must be a probability in [0, 1), got {drop_prob!r}")
+    keep = torch.rand(num_aux, generator=generator) >= drop_prob
+    if not keep.any():
+        keep[torch.randint(num_aux, (1,), generator=generator)] = True
+    row = torch.cat([torch.tensor([1.0 - lambda_a]), lambda_a * keep.float() / keep.sum()])
+    return row.expand(batch, -1)
+
+
+def _check_mix_args(batch, num_aux, lambda_a) -> None:
+    for name, value, low in (("batch", batch, 1), ("num_aux", num_aux, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if isinstance(lambda_a, bool) or not isinstance(lambda_a, (int, float)) or not 0.0 <= lambda_a <= 1.0:
+        raise ValueError(f"lambda_a must be a weight in [0, 1], got {lambda_a!r}")

@@ -28,13 +28,15 @@ class ValidationSelector:
         self.best_val: float | None = None
         self.test_at_best: float | None = None
 
+    def improves(self, val: float) -> bool:
+        """Whether ``val`` would be the new best (ties keep the earlier epoch)."""
+        if not isinstance(val, (int, float)) or math.isnan(val):
+            raise ValueError(f"validation metric must be a number, got {val!r}")
+        return self.best_val is None or (val > self.best_val if self.mode == "max" else val < self.best_val)
+
     def update(self, epoch: int, val: float, test: float | None = None) -> bool:
         """Record an epoch's metrics; return True if it is the new best."""
-        if not isinstance(val, (int, float)) or math.isnan(val):
-            raise ValueError(f"validation metric must be a number, got {val!r} at epoch {epoch}")
-        better = self.best_val is None or (
-            val > self.best_val if self.mode == "max" else val < self.best_val
-        )
+        better = self.improves(val)
         if better:
             self.best_epoch, self.best_val, self.test_at_best = epoch, float(val), test
         return better
@@ -59,6 +61,7 @@ def train_epochs(
     test_key: str | None = "test_acc",
     log: Callable[[dict], None] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    test_fn: Callable[[], float] | None = None,
 ) -> dict:
     """Run ``epoch_fn(epoch)`` for the remaining epochs of ``unit`` and select on validation.
 
@@ -69,7 +72,9 @@ def train_epochs(
         stateful: everything else with ``state_dict``/``load_state_dict`` that
             must survive a kill (optimizer, scheduler, AMAL, ...).
         epoch_fn: trains one epoch and returns its metrics, including ``val_key``
-            (and ``test_key`` if given), measured after the epoch.
+            (and ``test_key`` if given and no ``test_fn``), measured after the epoch.
+        test_fn: if given, measures the test metric, called only after epochs whose
+            validation metric is a new best: the only test values ever reported.
     Returns:
         ``{"best_epoch", "val_<...>", "test_<...>"}`` at the selected epoch, plus
         ``"best_model"`` (the selected state dict). The same dict minus the
@@ -94,6 +99,8 @@ def train_epochs(
         metrics = dict(epoch_fn(epoch))
         if val_key not in metrics:
             raise ValueError(f"epoch_fn must return {val_key!r}; it returned {sorted(metrics)}")
+        if test_fn is not None and test_key and selector.improves(metrics[val_key]):
+            metrics[test_key] = test_fn()
         if selector.update(epoch, metrics[val_key], metrics.get(test_key) if test_key else None):
             best_model = copy.deepcopy(model.state_dict())
         unit.save_checkpoint({

@@ -30,41 +30,18 @@ import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
+from ._timm import CifarClassifier, check_positive_int, cifar_cfg, create_model
+
 __all__ = ["CifarResNet", "BasicBlock"]
-
-# CIFAR-10 statistics; used only as timm data-config metadata (resolve_data_config).
-_CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-_CIFAR_STD = (0.2470, 0.2435, 0.2616)
-
-
-def _cfg(**overrides: Any) -> dict[str, Any]:
-    cfg = {
-        "url": "",
-        "num_classes": 10,
-        "input_size": (3, 32, 32),
-        "pool_size": (8, 8),
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": _CIFAR_MEAN,
-        "std": _CIFAR_STD,
-        "first_conv": "conv1",
-        "classifier": "fc",
-        "license": "apache-2.0",
-        "paper_name": "Deep Residual Learning for Image Recognition",
-        "paper_ids": "arXiv:1512.03385",
-    }
-    cfg.update(overrides)
-    return cfg
-
 
 _DEPTHS = (8, 14, 20, 32, 56, 110)
 # Read by timm.register_model: gives each registered name a pretrained_cfg without weights.
-default_cfgs = {f"cifar_resnet{d}": _cfg() for d in _DEPTHS}
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+default_cfgs = {
+    f"cifar_resnet{d}": cifar_cfg(
+        paper_name="Deep Residual Learning for Image Recognition", paper_ids="arXiv:1512.03385"
+    )
+    for d in _DEPTHS
+}
 
 
 class _PadShortcut(nn.Module):
@@ -110,7 +87,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(CifarClassifier):
     """ResNet-(6n+2) for 32x32 images (He et al. 2016, §4.2).
 
     Args:
@@ -134,9 +111,9 @@ class CifarResNet(nn.Module):
                 "CIFAR ResNet depth must be 6n + 2 with n >= 1, i.e. one of 8, 14, 20, 26, 32, "
                 f"44, 56, 110, ... (registered: {', '.join(map(str, _DEPTHS))}); got {depth!r}"
             )
-        _check_positive_int("num_classes", num_classes)
-        _check_positive_int("in_chans", in_chans)
-        _check_positive_int("width", width)
+        check_positive_int("num_classes", num_classes)
+        check_positive_int("in_chans", in_chans)
+        check_positive_int("width", width)
         self.depth = depth
         self.blocks_per_stage = (depth - 2) // 6
         self.in_chans = in_chans
@@ -154,19 +131,8 @@ class CifarResNet(nn.Module):
                 chs = stage_width
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.num_features = chs
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
+        self._init_classifier(chs, num_classes)
         self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        # The classifier keeps PyTorch's default nn.Linear initialisation.
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
@@ -174,59 +140,9 @@ class CifarResNet(nn.Module):
         x = self.layer2(x)
         return self.layer3(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean(dim=(2, 3))  # global average pool + flatten
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Linear:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a freshly initialised ``nn.Linear(num_features, num_classes)``.
-
-        ``num_classes`` must be >= 1 (timm's ``num_classes=0`` "no head" is not
-        supported; use ``forward_head(x, pre_logits=True)`` for features).
-        """
-        _check_positive_int("num_classes", num_classes)
-        ref = self.fc.weight
-        self.fc = nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
-        self.num_classes = num_classes
-
-
-# Arguments timm.create_model passes to every entrypoint that a model without
-# pretrained weights has no use for.
-_TIMM_FACTORY_KWARGS = (
-    "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "pretrained_model_args",
-)
-
 
 def _create(name: str, depth: int, pretrained: bool, kwargs: dict[str, Any]) -> CifarResNet:
-    if pretrained:
-        raise ValueError(
-            f"{name}: no pretrained weights exist for the CIFAR ResNets; "
-            "create it with pretrained=False and train it"
-        )
-    overlay = kwargs.get("pretrained_cfg_overlay") or {}
-    for key in _TIMM_FACTORY_KWARGS:
-        kwargs.pop(key, None)
-    device = kwargs.pop("device", None)
-    dtype = kwargs.pop("dtype", None)
-    if "depth" in kwargs:
-        raise TypeError(
-            f"{name} has a fixed depth of {depth}; build CifarResNet(depth=...) for another depth"
-        )
-    model = CifarResNet(depth=depth, **kwargs)
-    if device is not None or dtype is not None:
-        model = model.to(device=device, dtype=dtype)
-    cfg = {**default_cfgs[name], "architecture": name, **overlay}
-    cfg["num_classes"] = model.num_classes
-    cfg["input_size"] = (model.in_chans, *cfg["input_size"][1:])
-    model.pretrained_cfg = cfg
-    model.default_cfg = cfg
-    return model
+    return create_model(CifarResNet, name, default_cfgs[name], pretrained, kwargs, depth=depth)
 
 
 @register_model

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 
-from metaloss.core import AMAL, Lookahead, cross_entropy, epoch_batches, kd_loss, train_epochs
+from metaloss.core import AMAL, cross_entropy, epoch_batches, kd_loss
 from metaloss.core.launch import Recipe
 from metaloss.core.runs import Run, seed_everything
 
 from ..data import DigitsSplits, load_digits_splits
 from ..models.mlp import MLP
 from ..noise import symmetric_noise
+from ..plots import plot_lambda_histograms
+from ..training import accuracy, fit
 
 METHODS = ("ce", "kd", "amal")
 
@@ -50,7 +51,9 @@ def main(run: Run) -> None:
             if table is not None:
                 lambda_tables.append((table, masks))
     if run.is_main and lambda_tables:
-        _plot_lambdas(lambda_tables, run.dir / "plots" / "amal_lambda_hist.png")
+        plot_lambda_histograms(lambda_tables, run.dir / "plots", names={
+            "label_noisy": ("training label corrupted", "label clean"),
+            "teacher_wrong": ("teacher wrong", "teacher right")})
 
 
 def _train_teacher(run: Run, accelerator: Accelerator, splits: DigitsSplits, seed: int) -> MLP:
@@ -115,87 +118,24 @@ def _train_student(run, accelerator, splits, seed, method, labels, teacher_logit
 
 
 def _fit(run, accelerator, unit, model, splits, train_idx, loss_fn, epochs, amal=None, amal_losses=None):
-    """SGD + cosine over ``train_idx``; ``loss_fn(logits, positions)`` gives the batch loss."""
-    o = run.config["optim"]
+    """SGD over ``train_idx`` (in memory); losses get positions into ``train_idx``."""
     device = accelerator.device
-    model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
-                                weight_decay=o["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    prepared, prepared_optimizer = accelerator.prepare(model, optimizer)
     images = splits.images.to(device)
     x_train = images[train_idx]
     val = (images[splits.val], splits.labels[splits.val].to(device))
     test = (images[splits.test], splits.labels[splits.test].to(device))
 
     def batches(epoch):
-        return epoch_batches(len(train_idx), o["batch_size"], seed=unit.seed, epoch=epoch,
-                             rank=accelerator.process_index, world_size=accelerator.num_processes)
+        positions = epoch_batches(len(train_idx), run.config["optim"]["batch_size"], seed=unit.seed,
+                                  epoch=epoch, rank=accelerator.process_index,
+                                  world_size=accelerator.num_processes)
+        return ((pos, x_train[pos]) for pos in positions)
 
-    def epoch_fn(epoch: int) -> dict:
-        metrics = {"lr": optimizer.param_groups[0]["lr"]}
-        if amal is not None and amal.due(epoch):
-            metrics |= amal.meta_phase(
-                accelerator.unwrap_model(prepared),
-                lambda: ((pos.to(device), x_train[pos],
-                          lambda z, pos=pos: amal_losses(z, pos)) for pos in batches(epoch)),
-                [val], lookahead=Lookahead.from_optimizer(optimizer),
-            )
-        prepared.train()
-        total, count = 0.0, 0
-        for pos in batches(epoch):
-            loss = loss_fn(prepared(x_train[pos]), pos)
-            prepared_optimizer.zero_grad()
-            accelerator.backward(loss)
-            prepared_optimizer.step()
-            total, count = total + loss.item() * len(pos), count + len(pos)
-        scheduler.step()
-        return {**metrics, "train_loss": total / max(count, 1),
-                "val_acc": _accuracy(prepared, *val), "test_acc": _accuracy(prepared, *test)}
-
-    stateful = {"optimizer": optimizer, "scheduler": scheduler}
-    if amal is not None:
-        stateful["amal"] = amal.weights
-    return train_epochs(unit, model=accelerator.unwrap_model(prepared), stateful=stateful,
-                        epochs=epochs, epoch_fn=epoch_fn, log=run.log,
-                        progress=lambda it: run.progress(it, desc=f"{unit.method} seed {unit.seed}"))
-
-
-@torch.no_grad()
-def _accuracy(model, x, y) -> float:
-    was_training = model.training
-    model.eval()
-    acc = float((model(x).argmax(1) == y).float().mean())
-    model.train(was_training)
-    return acc
-
-
-def _plot_lambdas(tables, path: Path) -> None:
-    """AMAL paper Fig. 2 analogue: lambda_a - lambda_p split by label noise and by teacher error."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    trust = torch.cat([t[:, 1] - t[:, 0] for t, _ in tables]).numpy()
-    bins = np.linspace(trust.min(), trust.max() + 1e-6, 40)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    panels = (("label_noisy", "training label corrupted", "label clean"),
-              ("teacher_wrong", "teacher wrong", "teacher right"))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-    for ax, (key, yes, no) in zip(axes, panels):
-        mask = torch.cat([m[key] for _, m in tables]).numpy()
-        for selected, label in ((~mask, no), (mask, yes)):
-            if selected.any():
-                ax.hist(trust[selected], bins=bins, alpha=0.6, density=True,
-                        label=f"{label} (n={selected.sum()})")
-        ax.set_xlabel(r"$\lambda_a - \lambda_p$ at the end of training")
-        ax.set_ylabel("density")
-        ax.legend()
-    fig.suptitle("AMAL: per-example trust in the teacher (all seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    by_position = None if amal_losses is None else (lambda z, pos, x: amal_losses(z, pos))
+    return fit(run, unit, model, accelerator=accelerator, train_batches=batches,
+               loss_fn=lambda z, pos, x: loss_fn(z, pos), optim=run.config["optim"], epochs=epochs,
+               evaluate=lambda m: {"val_acc": accuracy(m, [val]), "test_acc": accuracy(m, [test])},
+               amal=amal, amal_losses=by_position, amal_val_batches=[val])
 
 
 RECIPE = Recipe(

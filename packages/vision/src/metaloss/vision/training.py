@@ -1,0 +1,145 @@
+"""The supervised epoch that every vision recipe shares, around core's checkpointed loop.
+
+``fit`` trains one model for one unit (method, seed) of a run: SGD with the
+configured learning-rate schedule, an optional AMAL meta phase before every
+L-th epoch (AMAL paper, Algorithm 1), the recipe's loss on each batch, and
+validation/test accuracy after each epoch. ``metaloss.core.train_epochs``
+around it checkpoints everything after each epoch and selects the epoch on
+validation accuracy only.
+
+Batches are addressed by dataset index: ``train_batches(epoch)`` yields
+``(indices, inputs)`` and the loss looks up what it needs (labels, teacher
+outputs, lambdas) by index, so the same loop serves in-memory tensors and
+DataLoaders, one process or many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from metaloss.core import AMAL, Lookahead, train_epochs
+from metaloss.core.runs import Run, Unit
+
+Batches = Callable[[int], Iterable[tuple[torch.Tensor, object]]]
+LossFn = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
+SCHEDULES = ("cosine", "multistep")
+
+
+def make_optimizer(model: nn.Module, optim: Mapping, epochs: int):
+    """SGD and its per-epoch schedule from an ``optim`` config section.
+
+    Keys: ``lr``, ``momentum``, ``weight_decay``, ``schedule`` (``"cosine"`` or
+    ``"multistep"``) and, for multistep, ``milestones`` (epochs) and ``gamma``.
+    """
+    schedule = optim.get("schedule", "cosine")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"optim.schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
+    optimizer = torch.optim.SGD(model.parameters(), lr=optim["lr"], momentum=optim["momentum"],
+                                weight_decay=optim["weight_decay"])
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+    else:
+        milestones = list(optim["milestones"])
+        if milestones != sorted(milestones) or any(m < 1 for m in milestones):
+            raise ValueError(f"optim.milestones must be increasing epochs >= 1, got {milestones}")
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, optim["gamma"])
+    return optimizer, scheduler
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], device=None) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) over ``(inputs, labels)`` batches."""
+    was_training = model.training
+    model.eval()
+    correct, total = 0, 0
+    for x, y in batches:
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    model.train(was_training)
+    if total == 0:
+        raise ValueError("accuracy needs at least one labelled example, got none")
+    return correct / total
+
+
+def fit(
+    run: Run,
+    unit: Unit,
+    model: nn.Module,
+    *,
+    accelerator: Accelerator,
+    train_batches: Batches,
+    loss_fn: LossFn,
+    evaluate: Callable[[nn.Module], Mapping[str, float]],
+    test: Callable[[nn.Module], float] | None = None,
+    optim: Mapping,
+    epochs: int,
+    amal: AMAL | None = None,
+    amal_losses: LossFn | None = None,
+    amal_val_batches: Iterable[tuple[object, torch.Tensor]] = (),
+    extra_state: Mapping[str, object] | None = None,
+    on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+) -> dict:
+    """Train ``model`` for ``unit`` and return the validation-selected result.
+
+    Args:
+        train_batches: ``epoch -> (indices, inputs)`` batches of this process.
+        loss_fn: ``(logits, indices, inputs) -> scalar`` training loss.
+        evaluate: ``model -> {"val_acc": ..., "test_acc": ...}`` after each epoch.
+        test: ``model -> test accuracy``; if given, ``evaluate`` returns only
+            ``val_acc`` and the test set is measured only at new validation bests.
+        optim: the ``optim`` config section (see ``make_optimizer``).
+        amal: if given, its meta phase runs when ``amal.due(epoch)``, with
+            ``amal_losses(logits, indices, inputs) -> (B, 1 + K)`` per-example
+            losses on the training batches and ``amal_val_batches`` as the
+            validation set; its table is checkpointed with the model.
+        extra_state: more objects with ``state_dict`` to checkpoint.
+        on_epoch_end: called as ``(epoch, model)`` after each epoch (e.g. to keep
+            early-stopped snapshots).
+    Returns:
+        ``train_epochs``' result: best epoch, val and test accuracy there, and
+        ``"best_model"`` (the selected state dict).
+    """
+    if amal is not None and amal_losses is None:
+        raise ValueError("fit with amal needs amal_losses (the per-example loss matrix)")
+    device = accelerator.device
+    model.to(device)
+    optimizer, scheduler = make_optimizer(model, optim, epochs)
+    prepared, prepared_optimizer = accelerator.prepare(model, optimizer)
+    plain = accelerator.unwrap_model(prepared)
+    val_batches = [(x.to(device), y.to(device)) for x, y in amal_val_batches] if amal else []
+
+    def epoch_fn(epoch: int) -> dict:
+        metrics = {"lr": optimizer.param_groups[0]["lr"]}
+        if amal is not None and amal.due(epoch):
+            metrics |= amal.meta_phase(
+                plain,
+                lambda: ((idx.to(device), x.to(device),
+                          lambda z, idx=idx, x=x: amal_losses(z, idx, x)) for idx, x in train_batches(epoch)),
+                val_batches, lookahead=Lookahead.from_optimizer(optimizer),
+            )
+        prepared.train()
+        total, count = 0.0, 0
+        for idx, x in train_batches(epoch):
+            x = x.to(device)
+            loss = loss_fn(prepared(x), idx, x)
+            prepared_optimizer.zero_grad()
+            accelerator.backward(loss)
+            prepared_optimizer.step()
+            total, count = total + loss.item() * len(idx), count + len(idx)
+        scheduler.step()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, plain)
+        return {**metrics, "train_loss": total / max(count, 1), **evaluate(prepared)}
+
+    stateful = {"optimizer": optimizer, "scheduler": scheduler, **(extra_state or {})}
+    if amal is not None:
+        stateful["amal"] = amal.weights
+    return train_epochs(unit, model=plain, stateful=stateful, epochs=epochs, epoch_fn=epoch_fn,
+                        log=run.log, test_fn=None if test is None else (lambda: test(prepared)),
+                        progress=lambda it: run.progress(it, desc=f"{unit.method} seed {unit.seed}"))

@@ -1,0 +1,106 @@
+"""The `kd` recipe end to end on the committed CIFAR-10 fixture: every method, guides, resume."""
+
+import json
+
+import pytest
+import torch
+
+from metaloss.core.launch import discover_recipes, resolve_config
+from metaloss.core.runs import Run
+from metaloss.vision.data import fixture_root
+from metaloss.vision.recipes.kd import METHODS, main, scaled_epochs
+
+TINY = [
+    "seeds=[0]", "data.train_limit=160", "data.val_size=40", "data.test_limit=80", "data.workers=0",
+    "teacher.arch=cifar_resnet14", "student.arch=cifar_resnet8", "assistants=[cifar_resnet8]",
+    "teacher.epochs=2", "student.epochs=2", "teacher.snapshot_epochs=[1]", "optim.milestones=[1]",
+    "optim.batch_size=32", "amal.every=1", "data.label_noise=0.4",
+]
+
+
+def _config(tmp_path, *overrides):
+    defaults = discover_recipes()["kd"].load_defaults()
+    paths = [f"data.root={fixture_root()}", f"output_dir={tmp_path}"]
+    return resolve_config(defaults, [*TINY, *paths, *overrides])
+
+
+@pytest.mark.slow
+def test_every_method_trains_and_a_second_start_resumes_nothing(tmp_path):
+    config = _config(tmp_path, f"methods=[{','.join(METHODS)}]")
+    run = Run(tmp_path / "run", config, "kd")
+    main(run)
+    run.finalize()
+    results = {r["method"]: r for r in json.loads((tmp_path / "run" / "results.json").read_text())}
+    # guides are units of their own: teacher, the assistant (KD from the teacher), the self-teacher
+    assert {"teacher", "ta-cifar_resnet8", "self", *METHODS} <= results.keys()
+    for method in METHODS:
+        assert 0.0 <= results[method]["test_acc"] <= 1.0
+        assert results[method]["best_epoch"] in (0, 1)
+    # AMAL learns one column per guide: K = 1, 2 (snapshot + final), 2 (teacher + assistant)
+    for method, k in (("amal", 1), ("amal_early", 2), ("amal_multi", 2), ("dgkd_amal", 2), ("self_amal", 1)):
+        state = torch.load(tmp_path / "run" / "checkpoints" / f"{method}-seed0.pt", weights_only=False)
+        assert state["amal"]["table"].shape == (120, 1 + k), method  # 160 - 40 validation images
+        assert "trust_label_noisy" in results[method]
+    assert (tmp_path / "run" / "snapshots" / "teacher-seed0-epoch1.pt").exists()
+    assert (tmp_path / "run" / "plots" / "amal_lambda_trust.png").exists()
+    assert (tmp_path / "run" / "plots" / "amal_lambda_total.png").exists()
+
+    # Everything is done: a second start trains nothing and leaves the results as they are.
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
+    main(Run(tmp_path / "run", config, "kd"))
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
+    assert before == after
+
+
+def test_schedule_scale_scales_every_epoch_count(tmp_path):
+    config = _config(tmp_path, "schedule_scale=0.125", "teacher.epochs=240", "student.epochs=240",
+                     "optim.milestones=[150,180,210]", "amal.every=10", "teacher.snapshot_epochs=[40,80]")
+    assert scaled_epochs(config) == {"teacher": 30, "student": 30, "milestones": [19, 22, 26],
+                                     "snapshots": [5, 10], "amal_every": 1}
+    with pytest.raises(ValueError, match="schedule_scale must be in"):
+        scaled_epochs({**config, "schedule_scale": 1.5})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["methods=[ce,mystery]"], "unknown \\['mystery'\\]"),
+    (["methods=[takd]", "assistants=[]"], "need at least one entry in assistants"),
+    (["methods=[amal_early]", "teacher.snapshot_epochs=[]"], "amal_early needs teacher.snapshot_epochs"),
+])
+def test_bad_method_settings_fail_before_training(tmp_path, overrides, message):
+    run = Run(tmp_path / "run", _config(tmp_path, *overrides), "kd")
+    with pytest.raises(ValueError, match=message):
+        main(run)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_cached_guide_logits_are_the_guides_on_unaugmented_images():
+    from metaloss.vision.data import eval_transform, load_image_splits
+    from metaloss.vision.recipes.kd import guide_logits_table
+
+    splits = load_image_splits("cifar10", fixture_root(), train_limit=100, val_size=20, test_limit=10)
+    guides = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval() for _ in "ab"]
+    tables = guide_logits_table(guides, splits, "cpu", workers=0)
+    clean = splits.train.with_transform(eval_transform(splits.mean, splits.std))
+    x = torch.stack([clean[i][0] for i in range(len(clean))])
+    for guide, table in zip(guides, tables):
+        torch.testing.assert_close(table, guide(x).detach())
+
+
+def test_a_train_teacher_run_serves_kd_with_its_teacher_and_snapshots(tmp_path):
+    from metaloss.core.launch import main as launch
+
+    base = [*TINY, f"data.root={fixture_root()}", f"output_dir={tmp_path}"]
+    assert launch(["train_teacher", *base, "--run-dir", str(tmp_path / "teacher")]) == 0
+    assert (tmp_path / "teacher" / "snapshots" / "teacher-seed0-epoch1.pt").exists()
+    source = json.loads((tmp_path / "teacher" / "results" / "teacher-seed0.json").read_text())
+
+    reuse = [*base, f"teacher.from_run={tmp_path / 'teacher'}", "methods=[kd,amal_early]"]
+    assert launch(["kd", *reuse, "--run-dir", str(tmp_path / "kd")]) == 0
+    results = {r["method"]: r for r in json.loads((tmp_path / "kd" / "results.json").read_text())}
+    assert set(results) == {"kd", "amal_early"}  # the teacher was not trained again
+    assert source["test_acc"] >= 0.0
+
+    # a teacher that learnt from other data is refused before any work
+    other = [*reuse, "data.label_noise=0.2"]
+    with pytest.raises(ValueError, match="has data ="):
+        launch(["kd", *other, "--run-dir", str(tmp_path / "kd2")])

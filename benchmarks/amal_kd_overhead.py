@@ -60,7 +60,7 @@ def main() -> None:
                 run = Run(Path(tmp) / f"{method}-{repeat}", config, "kd")
                 unit = run.unit(method, 0)
                 seed_everything(0)
-                student = create_model(config["student"]["arch"], setting.splits.num_classes)
+                student = create_model(config["student"]["arch"], setting.splits)
                 amal = None
                 if method == "amal":
                     amal = make_amal(config, len(setting.labels), 1, scaled_epochs(config))

@@ -8,7 +8,7 @@ import torch
 from metaloss.core.launch import discover_recipes, resolve_config
 from metaloss.core.runs import Run
 from metaloss.vision.data import fixture_root
-from metaloss.vision.recipes.kd import METHODS, main, scaled_epochs
+from metaloss.vision.recipes.kd import METHODS, main, milestones_for, scaled_epochs
 
 TINY = [
     "seeds=[0]", "data.train_limit=160", "data.val_size=40", "data.test_limit=80", "data.workers=0",
@@ -55,8 +55,10 @@ def test_every_method_trains_and_a_second_start_resumes_nothing(tmp_path):
 def test_schedule_scale_scales_every_epoch_count(tmp_path):
     config = _config(tmp_path, "schedule_scale=0.125", "teacher.epochs=240", "student.epochs=240",
                      "optim.milestones=[150,180,210]", "amal.every=10", "teacher.snapshot_epochs=[40,80]")
-    assert scaled_epochs(config) == {"teacher": 30, "student": 30, "milestones": [19, 22, 26],
-                                     "snapshots": [5, 10], "amal_every": 1}
+    assert scaled_epochs(config) == {"teacher": 30, "student": 30, "snapshots": [5, 10], "amal_every": 1}
+    # milestones are the student's (150/180/210 of 240); a 60-epoch teacher gets them stretched
+    assert milestones_for(config, 30) == [19, 22, 26]
+    assert milestones_for(config, 60) == [38, 45, 52]
     with pytest.raises(ValueError, match="schedule_scale must be in"):
         scaled_epochs({**config, "schedule_scale": 1.5})
 
@@ -65,6 +67,8 @@ def test_schedule_scale_scales_every_epoch_count(tmp_path):
     (["methods=[ce,mystery]"], "unknown \\['mystery'\\]"),
     (["methods=[takd]", "assistants=[]"], "need at least one entry in assistants"),
     (["methods=[amal_early]", "teacher.snapshot_epochs=[]"], "amal_early needs teacher.snapshot_epochs"),
+    (["teacher.seed=0"], "needs data.split_seed"),
+    (["teacher.labels=gold"], "teacher.labels must be"),
 ])
 def test_bad_method_settings_fail_before_training(tmp_path, overrides, message):
     run = Run(tmp_path / "run", _config(tmp_path, *overrides), "kd")
@@ -104,3 +108,22 @@ def test_a_train_teacher_run_serves_kd_with_its_teacher_and_snapshots(tmp_path):
     other = [*reuse, "data.label_noise=0.2"]
     with pytest.raises(ValueError, match="has data ="):
         launch(["kd", *other, "--run-dir", str(tmp_path / "kd2")])
+
+    # ...unless it learnt from the clean labels: then the students' label noise is theirs alone
+    shared = [*base, "teacher.labels=clean", "teacher.seed=0", "data.split_seed=0", "seeds=[0,1]"]
+    assert launch(["train_teacher", *shared, "--run-dir", str(tmp_path / "clean_teacher")]) == 0
+    assert not (tmp_path / "clean_teacher" / "results" / "teacher-seed1.json").exists()  # one teacher
+    source = f"teacher.from_run={tmp_path / 'clean_teacher'}"
+    noisy = [*shared, "data.label_noise=0.2", "methods=[kd]", source]
+    assert launch(["kd", *noisy, "--run-dir", str(tmp_path / "kd3")]) == 0
+    assert len(json.loads((tmp_path / "kd3" / "results.json").read_text())) == 2  # kd, seeds 0 and 1
+
+
+def test_one_channel_images_build_one_channel_models(tmp_path):
+    """Fashion-MNIST (1 x 28 x 28) through the same recipe: models take the data's channels."""
+    config = _config(tmp_path, "data.name=fashion_mnist", "methods=[kd]", "data.label_noise=0.0",
+                     "teacher.snapshot_epochs=[]", "teacher.epochs=1", "student.epochs=1")
+    run = Run(tmp_path / "run", config, "kd")
+    main(run)
+    results = [json.loads(p.read_text()) for p in (tmp_path / "run" / "results").iterdir()]
+    assert {r["method"] for r in results} == {"teacher", "kd"}

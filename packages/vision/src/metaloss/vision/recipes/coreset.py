@@ -87,7 +87,7 @@ def main(run: Run) -> None:
             if unit.done:
                 continue
             seed_everything(seed)
-            model = create_model(src["student"]["arch"], setting.splits.num_classes)
+            model = create_model(src["student"]["arch"], setting.splits)
             result = fit_student(source_run, accelerator, setting, unit, model, [], "none",
                                  epochs["student"], subset=subset)
             result.pop("best_model")

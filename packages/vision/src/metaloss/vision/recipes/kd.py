@@ -26,7 +26,7 @@ simplifies DGKD's own dense training of the assistants.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import timm
@@ -88,14 +88,33 @@ def scaled_epochs(cfg: dict) -> dict:
     return {
         "teacher": s(cfg["teacher"]["epochs"]),
         "student": s(cfg["student"]["epochs"]),
-        "milestones": [s(m) for m in cfg["optim"]["milestones"]],
         "snapshots": [s(e) for e in cfg["teacher"]["snapshot_epochs"]],
         "amal_every": s(cfg["amal"]["every"]) if cfg["amal"]["unit"] == "epoch" else cfg["amal"]["every"],
     }
 
 
+def milestones_for(cfg: dict, num_epochs: int) -> list[int]:
+    """``optim.milestones`` (epochs of the student's schedule) stretched to a model of ``num_epochs``."""
+    return [max(1, round(m / cfg["student"]["epochs"] * num_epochs)) for m in cfg["optim"]["milestones"]]
+
+
+def teacher_seed(cfg: dict, seed: int) -> int:
+    """The seed of the teacher that serves students of ``seed``: its own, or the one shared teacher."""
+    return seed if cfg["teacher"]["seed"] is None else cfg["teacher"]["seed"]
+
+
+def check_settings(cfg: dict) -> None:
+    """Combinations that would silently give a wrong experiment: fail before any work."""
+    if cfg["teacher"]["seed"] is not None and cfg["data"]["split_seed"] is None:
+        raise ValueError("teacher.seed (one teacher for every seed) needs data.split_seed: with a split "
+                         "per seed, the shared teacher would have trained on other seeds' validation images")
+    if cfg["teacher"]["labels"] not in ("noisy", "clean"):
+        raise ValueError(f"teacher.labels must be 'noisy' or 'clean', got {cfg['teacher']['labels']!r}")
+
+
 def main(run: Run) -> None:
     cfg = run.config
+    check_settings(cfg)
     unknown = sorted(set(cfg["methods"]) - set(METHODS))
     if unknown:
         raise ValueError(f"methods must be drawn from {sorted(METHODS)}, got unknown {unknown}")
@@ -122,6 +141,7 @@ def train_teacher_main(run: Run) -> None:
     """The ``train_teacher`` recipe: only the teacher of each seed, with its snapshots."""
     if run.config["teacher"]["from_run"]:
         raise ValueError("train_teacher trains a teacher; leave teacher.from_run empty")
+    check_settings(run.config)
     accelerator = Accelerator()
     for seed in run.config["seeds"]:
         Guides(run, accelerator, make_setting(run.config, seed), scaled_epochs(run.config)).get("teacher")
@@ -137,21 +157,27 @@ def check_teacher_source(cfg: dict) -> None:
         raise FileNotFoundError(f"teacher.from_run={source!r} is not a run folder (no config.yaml)")
     saved = yaml.safe_load(saved_path.read_text())
     mine = {**cfg["teacher"], "from_run": ""}
-    for key, a, b in (("data", saved["data"], cfg["data"]), ("teacher", saved["teacher"], mine),
+    data_now, data_then = dict(cfg["data"]), dict(saved["data"])
+    if cfg["teacher"]["labels"] == "clean":  # the teacher never saw the student's label noise
+        for key in ("label_noise", "noise"):
+            data_now.pop(key), data_then.pop(key)
+    for key, a, b in (("data", data_then, data_now), ("teacher", saved["teacher"], mine),
                       ("optim", saved["optim"], cfg["optim"]), ("schedule_scale", saved["schedule_scale"],
                                                                 cfg["schedule_scale"])):
         if a != b:
             raise ValueError(f"teacher.from_run: the run in {source} has {key} = {a!r}, this run {b!r}")
-    missing = [s for s in cfg["seeds"] if not (Path(source) / "results" / f"teacher-seed{s}.json").exists()]
+    seeds = sorted({teacher_seed(cfg, s) for s in cfg["seeds"]})
+    missing = [s for s in seeds if not (Path(source) / "results" / f"teacher-seed{s}.json").exists()]
     if missing:
         raise ValueError(f"teacher.from_run: the run in {source} has no finished teacher for seeds {missing}")
 
 
 def make_setting(cfg: dict, seed: int) -> Setting:
     d = cfg["data"]
+    split_seed = seed if d["split_seed"] is None else d["split_seed"]
     splits = load_image_splits(
         d["name"], d["root"], val_size=d["val_size"] or None, train_limit=d["train_limit"] or None,
-        test_limit=d["test_limit"] or None, seed=seed,
+        test_limit=d["test_limit"] or None, seed=split_seed,
     )
     clean = splits.train.labels
     if d["label_noise"] > 0:
@@ -192,16 +218,18 @@ class Guides:
         return self._models[name]
 
     def _train(self, name: str) -> torch.nn.Module:
-        cfg, seed = self.run.config, self.setting.seed
+        cfg, seed, setting = self.run.config, self.setting.seed, self.setting
         if name == "teacher":
-            arch, guides = cfg["teacher"]["arch"], []
+            arch, guides, seed = cfg["teacher"]["arch"], [], teacher_seed(cfg, seed)
+            if cfg["teacher"]["labels"] == "clean":  # a teacher that learnt from uncorrupted labels
+                setting = replace(setting, labels=setting.splits.train.labels)
         elif name == "self":
             arch, guides = cfg["student"]["arch"], []
         else:  # an assistant learns by KD from the previous model of the chain (TAKD)
             arch = name.removeprefix("ta-")
             chain = ["teacher"] + [f"ta-{a}" for a in cfg["assistants"]]
             guides = [self.get(chain[chain.index(name) - 1])]
-        model = create_model(arch, self.setting.splits.num_classes)
+        model = create_model(arch, self.setting.splits)
         if name == "teacher" and cfg["teacher"]["from_run"]:
             state = torch.load(self._source_dir() / "checkpoints" / f"teacher-seed{seed}.pt",
                                map_location="cpu", weights_only=False)
@@ -213,7 +241,7 @@ class Guides:
             model.load_state_dict(unit.load_checkpoint()["best_model"])
         else:
             snapshots = self.epochs["snapshots"] if name == "teacher" else []
-            result = fit_student(self.run, self.accelerator, self.setting, unit, model, guides,
+            result = fit_student(self.run, self.accelerator, setting, unit, model, guides,
                                   "fixed" if guides else "none", self.epochs["teacher"],
                                   on_epoch_end=self._snapshot_saver(snapshots))
             model.load_state_dict(result.pop("best_model"))
@@ -225,7 +253,8 @@ class Guides:
         return Path(self.run.config["teacher"]["from_run"] or self.run.dir)
 
     def _snapshot_path(self, epoch: int) -> Path:
-        return self._source_dir() / "snapshots" / f"teacher-seed{self.setting.seed}-epoch{epoch}.pt"
+        seed = teacher_seed(self.run.config, self.setting.seed)
+        return self._source_dir() / "snapshots" / f"teacher-seed{seed}-epoch{epoch}.pt"
 
     def _snapshot_saver(self, epochs: list[int]):
         def save(epoch: int, model: torch.nn.Module) -> None:
@@ -242,7 +271,7 @@ class Guides:
                 f"no teacher snapshot after {epoch} epochs at {path}: the teacher unit finished without "
                 "it (was teacher.snapshot_epochs changed after the teacher was trained?)"
             )
-        model = create_model(self.run.config["teacher"]["arch"], self.setting.splits.num_classes)
+        model = create_model(self.run.config["teacher"]["arch"], self.setting.splits)
         model.load_state_dict(torch.load(path, map_location="cpu"))
         return model.to(self.accelerator.device).eval()
 
@@ -252,7 +281,7 @@ def train_student(run, accelerator, setting: Setting, guides: Guides, method: st
     guide_models = guides.for_method(method)
     unit = run.unit(method, setting.seed)
     seed_everything(setting.seed)
-    student = create_model(run.config["student"]["arch"], setting.splits.num_classes)
+    student = create_model(run.config["student"]["arch"], setting.splits)
     mixing = METHODS[method][1]
     amal = None
     if mixing == "amal":
@@ -292,7 +321,7 @@ def fit_student(run, accelerator, setting: Setting, unit, model, guides, mixing,
     """
     cfg = run.config
     tau, lambda_a = cfg["kd"]["tau"], cfg["kd"]["lambda_a"]
-    optim = {**cfg["optim"], "milestones": scaled_epochs(cfg)["milestones"]}
+    optim = {**cfg["optim"], "milestones": milestones_for(cfg, num_epochs)}
     splits, labels = setting.splits, setting.labels
     device = accelerator.device
     workers = cfg["data"]["workers"]
@@ -361,9 +390,10 @@ def guide_logits_table(guides, splits: ImageSplits, device, workers: int) -> lis
     return tables
 
 
-def create_model(arch: str, num_classes: int) -> torch.nn.Module:
+def create_model(arch: str, splits: ImageSplits) -> torch.nn.Module:
+    """A timm model for the classes and image channels of ``splits``."""
     try:
-        return timm.create_model(arch, num_classes=num_classes)
+        return timm.create_model(arch, num_classes=splits.num_classes, in_chans=splits.train.images.shape[1])
     except RuntimeError as err:  # timm's "Unknown model"
         raise ValueError(f"unknown architecture {arch!r} ({err}); try e.g. cifar_resnet8") from err
 

@@ -134,7 +134,8 @@ def main(run: Run) -> None:
             if table is not None:
                 tables.append((table, {"label_noisy": setting.noisy}))
     if run.is_main and tables and cfg["data"]["label_noise"] > 0:
-        plot_lambda_histograms(tables, run.dir / "plots")
+        plot_lambda_histograms(tables, run.dir / "plots",
+                               names={"label_noisy": ("training label corrupted", "label clean")})
 
 
 def train_teacher_main(run: Run) -> None:
@@ -310,7 +311,7 @@ def make_amal(cfg: dict, num_examples: int, num_guides: int, epochs: dict) -> AM
     if num_guides > 1:  # the paper's lambda_a split across the K guides
         init = [init[0]] + [init[1] / num_guides] * num_guides
     return AMAL(num_examples, num_guides, lr=a["lr"], every=epochs["amal_every"], unit=a["unit"],
-                inner_steps=a["inner_steps"], init=init, mode=a["mode"])
+                inner_steps=a["inner_steps"], init=init, mode=a["mode"], normalize=a["normalize"])
 
 
 def fit_student(run, accelerator, setting: Setting, unit, model, guides, mixing, num_epochs,
@@ -326,7 +327,9 @@ def fit_student(run, accelerator, setting: Setting, unit, model, guides, mixing,
     device = accelerator.device
     workers = cfg["data"]["workers"]
 
-    cached = guide_logits_table(guides, splits, device, workers) if cfg["kd"]["cache_guides"] else None
+    cached = None
+    if cfg["kd"]["cache_guides"] and guides:
+        cached = guide_logits_table(guides, splits, device, workers)
 
     def losses(z, idx, x):  # (B, 1 + K): CE on the training label, then one KD column per guide
         if cached is None:

@@ -1,4 +1,4 @@
-"""Cut the committed image fixtures from a full data root (the project's ``../shared/data``).
+"""Cut the committed image fixtures from a full data root (e.g. the folder ``$METALOSS_DATA`` names).
 
     python tools/make_fixtures.py /path/to/data [--out DIR]
 

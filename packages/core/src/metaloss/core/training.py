@@ -28,15 +28,15 @@ class ValidationSelector:
         self.best_val: float | None = None
         self.test_at_best: float | None = None
 
-    def improves(self, val: float) -> bool:
+    def improves(self, val: float, where: str = "") -> bool:
         """Whether ``val`` would be the new best (ties keep the earlier epoch)."""
         if not isinstance(val, (int, float)) or math.isnan(val):
-            raise ValueError(f"validation metric must be a number, got {val!r}")
+            raise ValueError(f"validation metric must be a number, got {val!r}{where}")
         return self.best_val is None or (val > self.best_val if self.mode == "max" else val < self.best_val)
 
     def update(self, epoch: int, val: float, test: float | None = None) -> bool:
         """Record an epoch's metrics; return True if it is the new best."""
-        better = self.improves(val)
+        better = self.improves(val, where=f" at epoch {epoch}")
         if better:
             self.best_epoch, self.best_val, self.test_at_best = epoch, float(val), test
         return better

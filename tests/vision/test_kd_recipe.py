@@ -153,3 +153,18 @@ def test_one_channel_images_build_one_channel_models(tmp_path):
     main(run)
     results = [json.loads(p.read_text()) for p in (tmp_path / "run" / "results").iterdir()]
     assert {r["method"] for r in results} == {"teacher", "kd"}
+
+
+def test_a_teacher_is_the_same_whatever_ran_before_it(tmp_path):
+    """Its initial weights come from its seed, not from the process's random state."""
+    from metaloss.core.launch import main as launch
+
+    base = [*TINY, f"data.root={fixture_root()}", f"output_dir={tmp_path}"]
+    states = []
+    for name, noise in (("a", 1), ("b", 2)):
+        torch.manual_seed(noise)
+        assert launch(["train_teacher", *base, "--run-dir", str(tmp_path / name)]) == 0
+        states.append(torch.load(tmp_path / name / "checkpoints" / "teacher-seed0.pt",
+                                 weights_only=False)["best_model"])
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

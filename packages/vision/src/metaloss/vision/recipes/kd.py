@@ -228,6 +228,7 @@ class Guides:
             chain = ["teacher"] + [f"{prefix}-{a}" for a in cfg["assistants"]]
             before = chain[:chain.index(name)]
             guides = [self.get(g) for g in (before if prefix == "dgta" else before[-1:])]
+        seed_everything(seed)  # before create_model: the initial weights come from the seed too
         model = create_model(arch, self.setting.splits)
         if name == "teacher" and cfg["teacher"]["from_run"]:
             state = torch.load(self._source_dir() / "checkpoints" / f"teacher-seed{seed}.pt",
@@ -235,7 +236,6 @@ class Guides:
             model.load_state_dict(state["best_model"])
             return model.to(self.accelerator.device).eval()
         unit = self.run.unit(name, seed)
-        seed_everything(seed)
         if unit.done:
             model.load_state_dict(unit.load_checkpoint()["best_model"])
         else:

@@ -62,15 +62,18 @@ class WeightTable:
         self.values = torch.ones(num_labeled + num_unlabeled)
         self.num_labeled = num_labeled
         self.seconds = {"estimate": 0.0, "inference": 0.0}
+        self.estimates = 0  # how often S_u's weights were set
 
     def set_unlabeled(self, weights: torch.Tensor) -> None:
         self.values[self.num_labeled:] = torch.as_tensor(weights, dtype=torch.float32)
+        self.estimates += 1
 
     def state_dict(self) -> dict:
-        return {"values": self.values, "seconds": dict(self.seconds)}
+        return {"values": self.values, "seconds": dict(self.seconds), "estimates": self.estimates}
 
     def load_state_dict(self, state: dict) -> None:
         self.values, self.seconds = state["values"], dict(state["seconds"])
+        self.estimates = state["estimates"]
 
 
 def main(run: Run) -> None:
@@ -120,8 +123,8 @@ def train_supervised(run: Run, accelerator: Accelerator, setting: Setting, name:
                      seed: int | None = None):
     """``name`` ("teacher" or "pretrain"): ``model_cfg["arch"]`` trained by CE on S_l, cached as a unit."""
     unit = run.unit(name, setting.seed if seed is None else seed)
+    seed_everything(unit.seed)  # before create_model: the initial weights come from the seed too
     model = create_model(model_cfg["arch"], setting.splits)
-    seed_everything(unit.seed)
     if unit.done:
         model.load_state_dict(unit.load_checkpoint()["best_model"])
     else:
@@ -151,9 +154,7 @@ def distill(run, accelerator, setting: Setting, unit, method: str, pretrained, t
     # one training set: S_l with its labels, then S_u with the teacher's labels (augmented alike)
     images = torch.cat([splits.train.images, setting.unlabeled.images])
     combined = ImageDataset(images, torch.cat([splits.train.labels, hard_u]), splits.train.transform)
-    soft = cfg["distill"]["labels"] == "soft"
-    targets = torch.cat([F.one_hot(splits.train.labels, splits.num_classes).float(),
-                         probs_u if soft else F.one_hot(hard_u, splits.num_classes).float()])
+    targets = distillation_targets(splits.train.labels, probs_u, cfg["distill"]["labels"])
     table = WeightTable(num_l, num_u)
     student = create_model(cfg["student"]["arch"], splits)
     student.load_state_dict(pretrained.state_dict())
@@ -187,8 +188,13 @@ def distill(run, accelerator, setting: Setting, unit, method: str, pretrained, t
         soft_ce = -(targets[idx].to(z.device) * F.log_softmax(z, dim=1)).sum(1)
         return (table.values[idx].to(z.device) * soft_ce).mean()
 
+    epochs = cfg["student"]["distill_epochs"]
+    # only the weights that read the student's confidence change as it learns; none are
+    # needed after the last epoch
+    reestimate = cfg["weights"]["every_epoch"] and method in ("weighted", "composition")
+
     def on_epoch_end(epoch, model):
-        if cfg["weights"]["every_epoch"]:
+        if reestimate and epoch + 1 < epochs:
             model.eval()
             estimate(model)
             model.train()
@@ -199,18 +205,34 @@ def distill(run, accelerator, setting: Setting, unit, method: str, pretrained, t
                  loss_fn=loss_fn,
                  evaluate=lambda m: {"val_acc": accuracy(m, _eval_batches(cfg, splits.val), device)},
                  test=lambda m: accuracy(m, _eval_batches(cfg, splits.test), device),
-                 optim=cfg["optim"], epochs=cfg["student"]["distill_epochs"], extra_state={"weights": table},
+                 optim=cfg["optim"], epochs=epochs, extra_state={"weights": table},
                  on_epoch_end=on_epoch_end)
     result.pop("best_model")
     wrong = hard_u != setting.unlabeled.labels
     weights_u = table.values[num_l:]
     return {**result, "train_s": time.perf_counter() - start,
             "estimate_s": table.seconds["estimate"], "inference_s": table.seconds["inference"],
+            "weight_estimates": table.estimates,
             "teacher_test_acc": teacher["test_acc"],
             "teacher_unlabeled_acc": float(1 - wrong.float().mean()),
             # mean weight where the teacher is wrong / right (a good estimator separates them)
             "weight_teacher_wrong": float(weights_u[wrong].mean()) if wrong.any() else None,
             "weight_teacher_right": float(weights_u[~wrong].mean()) if (~wrong).any() else None}
+
+
+def distillation_targets(labels: torch.Tensor, teacher_probs: torch.Tensor, kind: str) -> torch.Tensor:
+    """Target distributions of S_l then S_u: one-hot true labels, then the teacher's labels.
+
+    ``kind``: ``"hard"`` (one-hot of the teacher's argmax) or ``"soft"`` (its probabilities).
+    """
+    if kind not in ("hard", "soft"):
+        raise ValueError(f"distill.labels must be 'hard' or 'soft', got {kind!r}")
+    num_classes = teacher_probs.shape[1]
+    if labels.numel() and int(labels.max()) >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}), the teacher's classes; "
+                         f"got max {int(labels.max())}")
+    unlabeled = teacher_probs if kind == "soft" else F.one_hot(teacher_probs.argmax(1), num_classes).float()
+    return torch.cat([F.one_hot(labels, num_classes).float(), unlabeled.float()])
 
 
 @torch.no_grad()

@@ -13,7 +13,8 @@ Algorithm 1 of the paper, one unit per step and seed:
    - ``weighted``: core's ``DebiasingWeights``, fit on V with the teacher's and the
      student's confidence (§2.2-2.3, Algorithm 2), once before training or before every
      epoch with the current student (``weights.every_epoch``);
-   - ``fidelity``: exp(-H_teacher(x) / mean H) (§3.3); ``composition``: weighted x fidelity;
+   - ``fidelity``: exp(-H_teacher(x) / mean H) (§3.3), set once (it reads only the
+     teacher); ``composition``: weighted x fidelity, re-estimated like ``weighted``;
    - ``oracle_filter``: 1 where the teacher is right, 0 where it is wrong (Figure 1's
      upper reference: it uses the hidden labels of S_u).
 

@@ -4,7 +4,8 @@ Test accuracy is at the validation-selected epoch (x100). A gain is the per-seed
 difference to ``unweighted`` of the same seed, averaged over seeds (std in
 brackets); runs given together must share their teacher and pretrained students
 (the script checks that the teacher's and the pretrained students' results agree).
-A run's methods can be renamed with ``DIR=SUFFIX`` (e.g. the every-epoch run's
+Runs without a suffix pool their seeds (e.g. seeds 3-4 run in another folder);
+a run's methods can be renamed with ``DIR=SUFFIX`` (e.g. the every-epoch run's
 ``weighted`` becomes ``weighted_SUFFIX``). The estimation share is the k-NN fit
 and prediction (``estimate_s``), then also the student's passes over V and S_u
 (``inference_s``), over step 4's training time (``train_s``).

@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from metaloss.core.launch import discover_recipes, resolve_config
-from metaloss.core.runs import Run, seed_everything
+from metaloss.core.harness import Run, seed_everything
+from metaloss.core.harness.config import resolve_config
+from metaloss.core.harness.launch import discover_recipes
 from metaloss.vision.data import fixture_root
 from metaloss.vision.recipes.kd import create_model, fit_student, make_amal, make_setting, scaled_epochs
 

@@ -1,5 +1,5 @@
 """Run a metaloss recipe: `accelerate launch tools/run.py RECIPE [key=value ...]` (or --list)."""
 
-from metaloss.core.launch import main
+from metaloss.core.harness.launch import main
 
 raise SystemExit(main())

@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metaloss.core import AMAL, Lookahead
-from metaloss.core.losses import cross_entropy, kd_loss
+from metaloss.core import AMAL, Lookahead, cross_entropy, kd_loss
 
 from .toys import MLP, gaussian_blobs
 

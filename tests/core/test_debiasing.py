@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from metaloss.core import DebiasingWeights, composition_weights, fidelity_weights
-from metaloss.core.debiasing import confidence_scores
+from metaloss.core.engine.debiasing import confidence_scores
 
 C = 5  # classes of the synthetic problems
 

@@ -5,8 +5,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from metaloss.core import Lookahead, hypergradient
-from metaloss.core.losses import cross_entropy, kd_loss, mix_losses
+from metaloss.core import Lookahead, cross_entropy, hypergradient, kd_loss, mix_losses
 
 from .toys import MLP
 

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from metaloss.core import launch
-from metaloss.core.launch import ConfigError, Recipe, apply_config_file, main, resolve_config
+from metaloss.core.harness import launch
+from metaloss.core.harness.config import ConfigError, apply_config_file, resolve_config
+from metaloss.core.harness.launch import Recipe, main
 
 DEFAULTS = {
     "output_dir": "runs",

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from metaloss.core.report import (
+from metaloss.core.harness.report import (
     collect_results,
     metric_series,
     plot_metrics,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from metaloss.core.runs import (
+from metaloss.core.harness import (
     Run,
     capture_rng_state,
     restore_rng_state,
@@ -145,10 +145,10 @@ def test_core_imports_with_only_torch_numpy_and_scikit_learn():
         "             'transformers', 'datasets', 'pyarrow'):\n"
         "    sys.modules[name] = None\n"
         "import metaloss.core\n"
-        "for mod in pkgutil.iter_modules(metaloss.core.__path__):\n"
-        "    importlib.import_module('metaloss.core.' + mod.name)\n"
+        "for mod in pkgutil.walk_packages(metaloss.core.__path__, 'metaloss.core.'):\n"
+        "    importlib.import_module(mod.name)\n"
         "try:\n"
-        "    metaloss.core.launch.resolve_config({'a': 1}, ['a=2'])\n"
+        "    metaloss.core.harness.config.resolve_config({'a': 1}, ['a=2'])\n"
         "except ImportError as err:\n"
         "    assert 'pip install metaloss-core[launch]' in str(err), err\n"
         "else:\n"

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from metaloss.core import ValidationSelector, train_epochs
-from metaloss.core.runs import Run
+from metaloss.core.harness import Run
 
 
 def test_selector_uses_validation_only_and_keeps_the_first_of_ties():

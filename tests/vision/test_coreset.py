@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from metaloss.core.launch import main as launch
+from metaloss.core.harness.launch import main as launch
 from metaloss.vision.data import fixture_root
 from metaloss.vision.recipes.coreset import coreset_scores, sample_coreset
 

@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from metaloss.core.launch import discover_recipes, resolve_config
-from metaloss.core.runs import Run
+from metaloss.core.harness import Run
+from metaloss.core.harness.config import resolve_config
+from metaloss.core.harness.launch import discover_recipes
 from metaloss.vision.data import fixture_root
 from metaloss.vision.recipes.kd import METHODS, main, milestones_for, scaled_epochs
 
@@ -117,7 +118,7 @@ def test_cached_guide_logits_are_the_guides_on_unaugmented_images():
 
 
 def test_a_train_teacher_run_serves_kd_with_its_teacher_and_snapshots(tmp_path):
-    from metaloss.core.launch import main as launch
+    from metaloss.core.harness.launch import main as launch
 
     base = [*TINY, f"data.root={fixture_root()}", f"output_dir={tmp_path}"]
     assert launch(["train_teacher", *base, "--run-dir", str(tmp_path / "teacher")]) == 0
@@ -157,7 +158,7 @@ def test_one_channel_images_build_one_channel_models(tmp_path):
 
 def test_a_teacher_is_the_same_whatever_ran_before_it(tmp_path):
     """Its initial weights come from its seed, not from the process's random state."""
-    from metaloss.core.launch import main as launch
+    from metaloss.core.harness.launch import main as launch
 
     base = [*TINY, f"data.root={fixture_root()}", f"output_dir={tmp_path}"]
     states = []

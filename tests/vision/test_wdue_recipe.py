@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from metaloss.core.launch import discover_recipes, resolve_config
-from metaloss.core.runs import Run
+from metaloss.core.harness import Run
+from metaloss.core.harness.config import resolve_config
+from metaloss.core.harness.launch import discover_recipes
 from metaloss.vision.data import ImageDataset, fixture_root
 from metaloss.vision.recipes.wdue import (
     METHODS,

@@ -1,25 +1,31 @@
 """metaloss-core: the bi-level engine for learning how to weight, mix and shape losses.
 
-Depends on torch, numpy and scikit-learn only. The launcher and run folder
-(``metaloss.core.launch``, ``metaloss.core.runs``) need the ``[launch]`` extra.
+Two parts: ``metaloss.core.engine`` (the bi-level primitive, per-example tables,
+losses and the methods built on them; torch, numpy and scikit-learn only) and
+``metaloss.core.harness`` (launcher, config, run folder, epoch loop, report;
+the ``[launch]`` extra). ``metaloss.core.checks`` holds the input validation
+every package uses. Every public name of the engine is importable from here.
 """
 
-from .amal import AMAL
-from .data import IndexedDataset, epoch_batches
-from .debiasing import DebiasingWeights, composition_weights, fidelity_weights
-from .hypergradient import Lookahead, hypergradient, last_layer_hypergradient, preserved_buffers
-from .instance_weights import InstanceWeights
-from .losses import cross_entropy, dropout_mix_weights, fixed_mix_weights, kd_loss, mix_losses
-from .reweighting import MetaWeightNet, l2r_weights
-from .training import ValidationSelector, train_epochs
+from .engine.amal import AMAL
+from .engine.batches import IndexedDataset, epoch_batches
+from .engine.debiasing import DebiasingWeights, composition_weights, fidelity_weights
+from .engine.hypergradient import Lookahead, hypergradient, last_layer_hypergradient, preserved_buffers
+from .engine.instance_weights import InstanceWeights
+from .engine.losses import cross_entropy, dropout_mix_weights, fixed_mix_weights, kd_loss, mix_losses
+from .engine.reweighting import MetaWeightNet, l2r_weights
+from .engine.split import LinearHeadModel, Split, resolve_split
+from .harness.epochs import ValidationSelector, train_epochs
 
 __all__ = [
     "AMAL",
     "DebiasingWeights",
     "InstanceWeights",
+    "LinearHeadModel",
     "IndexedDataset",
     "Lookahead",
     "MetaWeightNet",
+    "Split",
     "ValidationSelector",
     "composition_weights",
     "cross_entropy",
@@ -33,5 +39,6 @@ __all__ = [
     "last_layer_hypergradient",
     "mix_losses",
     "preserved_buffers",
+    "resolve_split",
     "train_epochs",
 ]

@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from metaloss.core import AMAL, Lookahead, train_epochs
-from metaloss.core.runs import Run, Unit
+from metaloss.core.harness import Run, Unit
 
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, object]]]
 LossFn = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]

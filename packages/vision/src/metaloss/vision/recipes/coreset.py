@@ -23,8 +23,7 @@ import torch
 import yaml
 from accelerate import Accelerator
 
-from metaloss.core.launch import Recipe
-from metaloss.core.runs import Run, seed_everything
+from metaloss.core.harness import Recipe, Run, seed_everything
 
 from .kd import create_model, fit_student, make_setting, scaled_epochs
 

@@ -45,8 +45,7 @@ from metaloss.core import (
     kd_loss,
     mix_losses,
 )
-from metaloss.core.launch import Recipe
-from metaloss.core.runs import Run, atomic_write, seed_everything
+from metaloss.core.harness import Recipe, Run, atomic_write, seed_everything
 
 from ..data import ImageSplits, eval_transform, load_image_splits, make_loader
 from ..noise import NOISE_GENERATORS

@@ -17,8 +17,7 @@ import torch
 from accelerate import Accelerator
 
 from metaloss.core import AMAL, cross_entropy, epoch_batches, kd_loss
-from metaloss.core.launch import Recipe
-from metaloss.core.runs import Run, seed_everything
+from metaloss.core.harness import Recipe, Run, seed_everything
 
 from ..data import DigitsSplits, load_digits_splits
 from ..models.mlp import MLP

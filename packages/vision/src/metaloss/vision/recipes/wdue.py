@@ -37,8 +37,7 @@ from accelerate import Accelerator
 
 import metaloss.vision.models  # noqa: F401  (registers the CIFAR models in timm)
 from metaloss.core import DebiasingWeights, composition_weights, fidelity_weights
-from metaloss.core.launch import Recipe
-from metaloss.core.runs import Run, seed_everything
+from metaloss.core.harness import Recipe, Run, seed_everything
 
 from ..data import ImageDataset, ImageSplits, load_image_splits, load_train_rows, make_loader
 from ..training import accuracy, fit

@@ -28,8 +28,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from metaloss.core import AMAL, Lookahead, MetaWeightNet, cross_entropy, l2r_weights, mix_losses, train_epochs
-from metaloss.core.launch import Recipe
-from metaloss.core.runs import Run, Unit, seed_everything
+from metaloss.core.harness import Recipe, Run, Unit, seed_everything
 
 from ..cage import CAGE
 from ..data import DATASETS, RuleData, load_rule_dataset

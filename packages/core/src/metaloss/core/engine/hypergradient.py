@@ -44,7 +44,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
-from ._checks import check_choice, check_finite_loss, check_positive
+from ..checks import check_choice, check_finite_loss, check_positive
+from .split import Split, resolve_split
 
 MODES = ("exact", "last_layer", "finite_difference", "first_order")
 
@@ -112,7 +113,7 @@ def hypergradient(
     *,
     lookahead: Lookahead | float,
     mode: str = "exact",
-    split: tuple[Callable, nn.Linear] | None = None,
+    split: Split | None = None,
     fd_eps: float = 1e-4,
 ):
     """d L_out(theta'(phi)) / d phi for a one-step look-ahead of ``model``.
@@ -130,8 +131,7 @@ def hypergradient(
         lookahead: a ``Lookahead`` or a plain SGD learning rate.
         mode: ``"exact"``, ``"last_layer"``, ``"finite_difference"`` or ``"first_order"``.
         split: for ``"last_layer"``, ``(features_fn, head)`` with ``head`` an
-            ``nn.Linear``; default is timm's ``forward_features`` + ``forward_head(
-            pre_logits=True)`` and ``get_classifier()``.
+            ``nn.Linear``; default: ``resolve_split(model)`` (see ``split.py``).
         fd_eps: relative step of ``"finite_difference"``.
 
     Returns:
@@ -144,7 +144,7 @@ def hypergradient(
     single, phi = _meta_leaves(meta_params)
 
     if mode == "last_layer":
-        features, head = _resolve_split(model, split)
+        features, head = resolve_split(model, split)
         with torch.no_grad(), preserved_buffers(model):
             h_in, h_out = features(*_as_args(inner_inputs)), features(*_as_args(outer_inputs))
         hyper = last_layer_hypergradient(
@@ -357,22 +357,3 @@ def _logits(output) -> torch.Tensor:
     if isinstance(logits, torch.Tensor):
         return logits
     raise TypeError(f"the model must return logits or an object with .logits, got {type(output).__name__}")
-
-
-def _resolve_split(model: nn.Module, split):
-    if split is not None:
-        if not (isinstance(split, tuple) and len(split) == 2 and callable(split[0])):
-            raise TypeError("split must be a (features_fn, head) tuple")
-        return split
-    needed = ("forward_features", "forward_head", "get_classifier")
-    if not all(hasattr(model, a) for a in needed):
-        raise ValueError(
-            "last_layer mode needs the model's features and linear head: pass "
-            "split=(features_fn, head) or use a model with timm's forward_features/"
-            f"forward_head/get_classifier; {type(model).__name__} has none of these"
-        )
-
-    def features(*args):
-        return model.forward_head(model.forward_features(*args), pre_logits=True)
-
-    return features, model.get_classifier()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_finite_loss, check_positive, check_same_rows, check_tensor
+from ..checks import check_finite_loss, check_positive, check_same_rows, check_tensor
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,6 @@ because ``metaloss-core`` without the ``[launch]`` extra does not ship it.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import re
@@ -17,18 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..optional import import_extra
+
 # Keys of a metrics record that identify it rather than measure something.
 _RECORD_KEYS = ("method", "seed", "epoch", "time", "step")
-
-
-def import_extra(name: str):
-    """Import an optional dependency of the launcher, or say which extra provides it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as err:
-        raise ImportError(
-            f"{name} is needed by the metaloss run launcher; pip install metaloss-core[launch]"
-        ) from err
 
 
 def collect_results(run_dir: str | Path) -> list[dict]:

@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsRegressor
 
-from ._checks import check_choice, check_int, check_positive
+from ..checks import check_choice, check_int, check_positive
 
 CONFIDENCE_MEASURES = ("margin", "entropy")
 TEACHER_LABELS = ("hard", "soft")

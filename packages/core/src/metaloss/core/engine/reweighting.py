@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ._checks import check_int, check_positive
+from ..checks import check_int, check_positive
 from .hypergradient import Lookahead, hypergradient
 
 PerExampleLoss = Callable[[torch.Tensor], torch.Tensor]  # logits -> (B,) losses

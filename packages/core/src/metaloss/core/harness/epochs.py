@@ -13,7 +13,7 @@ import copy
 import math
 from collections.abc import Callable, Iterable, Mapping
 
-from ._checks import check_choice, check_int
+from ..checks import check_choice, check_int
 
 
 class ValidationSelector:

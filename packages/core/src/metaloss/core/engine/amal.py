@@ -24,17 +24,17 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_int, check_positive
+from ..checks import check_choice, check_int, check_positive
 from .hypergradient import (
     MODES,
     Lookahead,
-    _resolve_split,
     hypergradient,
     last_layer_hypergradient,
     preserved_buffers,
 )
 from .instance_weights import InstanceWeights
 from .losses import cross_entropy, mix_losses
+from .split import Split, resolve_split
 
 LossesFn = Callable[[torch.Tensor], torch.Tensor]
 MetaBatch = tuple[torch.Tensor, object, LossesFn]
@@ -55,8 +55,8 @@ class AMAL:
         mode: ``"last_layer"`` (paper default), or a full-model mode: ``"exact"``,
             ``"first_order"`` or ``"finite_difference"`` (see ``hypergradient``).
         lower, upper, normalize: the projection of ``InstanceWeights``.
-        split: ``(features_fn, linear_head)`` for last-layer mode on models without
-            timm's ``forward_features``/``forward_head``/``get_classifier``.
+        split: ``(features_fn, linear_head)`` for last-layer mode on models that
+            follow neither ``LinearHeadModel`` nor timm's split (see ``split.py``).
     """
 
     def __init__(
@@ -73,7 +73,7 @@ class AMAL:
         lower: float | None = 0.0,
         upper: float | None = 1.0,
         normalize: bool = False,
-        split: tuple[Callable, nn.Linear] | None = None,
+        split: Split | None = None,
     ):
         self.split = split
         self.num_aux = check_int("num_aux", num_aux, minimum=1)
@@ -139,7 +139,7 @@ class AMAL:
 
         lam = self.weights(indices).clone()
         if self.mode == "last_layer":
-            features, head = _resolve_split(model, self.split)
+            features, head = resolve_split(model, self.split)
             with torch.no_grad(), preserved_buffers(model):
                 h_in = features(inputs)
                 h_out = val_features if val_features is not None else features(val_inputs)
@@ -177,7 +177,7 @@ class AMAL:
         try:
             if self.mode == "last_layer":
                 model.eval()
-                features, _ = _resolve_split(model, self.split)
+                features, _ = resolve_split(model, self.split)
                 with torch.no_grad():
                     h_val = torch.cat([features(x) for x, _ in val_batches])
                 y_val = torch.cat([y for _, y in val_batches])

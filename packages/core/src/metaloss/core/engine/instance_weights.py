@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._checks import check_int, check_positive, check_tensor
+from ..checks import check_int, check_positive, check_tensor
 
 
 class InstanceWeights(nn.Module):

@@ -1,0 +1,116 @@
+"""The run folder: where a run's metrics, checkpoints and results live, and how it resumes.
+
+A run folder holds::
+
+    config.yaml                  the resolved config (written by the launcher)
+    metrics.jsonl                one JSON record per ``Run.log`` call
+    checkpoints/<method>-seed<seed>.pt   the latest state of a unit, with RNG state
+    results/<method>-seed<seed>.json     a finished unit's result
+    results.json, summary.md, plots/     written by ``Run.finalize``
+
+A *unit* is one (method, seed) of a run. A unit with a result is done and is
+skipped when the run is started again; a unit with only a checkpoint resumes
+from it, with the random number generators restored so that the resumed run
+draws the same numbers the uninterrupted one would have.
+
+Only rank 0 writes; every rank reads. Rank information comes from
+``torch.distributed`` once initialised, else from the ``RANK``/``WORLD_SIZE``
+environment variables that ``accelerate launch`` and ``torchrun`` set, so this
+module does not depend on accelerate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..optional import import_extra
+from .files import to_jsonable
+from .report import write_report
+from .unit import Unit
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's rank and the number of processes (0 and 1 when not distributed)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class Run:
+    """One run folder, shared by every process of a run.
+
+    Attributes:
+        dir: the folder.
+        config: the resolved config.
+        recipe: the recipe's name.
+    ``rank``, ``world_size`` and ``is_main`` are read when asked, so they are
+    right even if the recipe initialises ``torch.distributed`` after the run
+    was created.
+    """
+
+    def __init__(self, dir: str | Path, config: dict, recipe: str):
+        if not isinstance(dir, (str, Path)):
+            raise TypeError(f"dir must be a str or Path, got {type(dir).__name__}")
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        if not isinstance(recipe, str) or not recipe:
+            raise ValueError(f"recipe must be a non-empty str, got {recipe!r}")
+        self.dir = Path(dir)
+        self.config = config
+        self.recipe = recipe
+        # The order units were asked for: the summary's rows follow it.
+        self._unit_order: list[tuple[str, int]] = []
+        if self.is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def rank(self) -> int:
+        return rank_and_world_size()[0]
+
+    @property
+    def world_size(self) -> int:
+        return rank_and_world_size()[1]
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def log(self, record: dict) -> None:
+        """Append ``record`` plus ``"time"`` (unix seconds) to ``metrics.jsonl`` (rank 0)."""
+        if not isinstance(record, dict):
+            raise TypeError(f"record must be a dict, got {type(record).__name__}")
+        if "time" in record:
+            raise ValueError("record must not contain 'time': log() adds it")
+        line = json.dumps(to_jsonable({**record, "time": time.time()}, "record"))
+        if self.is_main:
+            with open(self.dir / "metrics.jsonl", "a") as f:
+                f.write(line + "\n")
+
+    def unit(self, method: str, seed: int) -> Unit:
+        """The unit for one (method, seed) of this run."""
+        unit = Unit(self, method, seed)
+        if (method, seed) not in self._unit_order:
+            self._unit_order.append((method, seed))
+        return unit
+
+    def progress(self, iterable, **tqdm_kwargs):
+        """``iterable`` wrapped in a tqdm bar on stderr, shown on rank 0 only."""
+        tqdm = import_extra("tqdm").tqdm
+        kwargs = {"file": sys.stderr, "disable": not self.is_main, "dynamic_ncols": True}
+        return tqdm(iterable, **{**kwargs, **tqdm_kwargs})
+
+    def finalize(self, metrics: list[str] | None = None) -> None:
+        """Write ``results.json``, ``summary.md`` and ``plots/`` and print the table (rank 0)."""
+        if not self.is_main:
+            return
+        table = write_report(self.dir, self.recipe, metrics, order=self._unit_order)
+        print(table)
+
+    def __repr__(self) -> str:
+        return f"Run(dir={str(self.dir)!r}, recipe={self.recipe!r})"

@@ -7,7 +7,7 @@ the ``[launch]`` extra). ``metaloss.core.checks`` holds the input validation
 every package uses. Every public name of the engine is importable from here.
 """
 
-from .engine.amal import AMAL
+from .engine.amal import AMAL, trust_by_group, trust_in_guides
 from .engine.batches import IndexedDataset, epoch_batches
 from .engine.debiasing import DebiasingWeights, composition_weights, fidelity_weights
 from .engine.hypergradient import Lookahead, hypergradient, last_layer_hypergradient, preserved_buffers
@@ -41,4 +41,6 @@ __all__ = [
     "preserved_buffers",
     "resolve_split",
     "train_epochs",
+    "trust_by_group",
+    "trust_in_guides",
 ]

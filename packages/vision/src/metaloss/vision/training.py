@@ -21,8 +21,8 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from metaloss.core import AMAL, Lookahead, train_epochs
-from metaloss.core.harness import Run, Unit
+from metaloss.core import AMAL, Lookahead
+from metaloss.core.harness import Run, Selected, Unit, predict, sgd_epoch, train_epochs
 
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, object]]]
 LossFn = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
@@ -50,21 +50,22 @@ def make_optimizer(model: nn.Module, optim: Mapping, epochs: int):
     return optimizer, scheduler
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], device=None) -> float:
     """Top-1 accuracy of ``model`` (in eval mode) over ``(inputs, labels)`` batches."""
-    was_training = model.training
-    model.eval()
-    correct, total = 0, 0
-    for x, y in batches:
-        if device is not None:
-            x, y = x.to(device), y.to(device)
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    model.train(was_training)
-    if total == 0:
-        raise ValueError("accuracy needs at least one labelled example, got none")
-    return correct / total
+    labels: list[torch.Tensor] = []
+
+    def inputs():
+        for x, y in batches:
+            labels.append(y.cpu())
+            yield x
+
+    try:
+        predicted = predict(model, inputs(), device).argmax(1)
+    except ValueError as err:
+        if not labels:
+            raise ValueError("accuracy needs at least one labelled example, got none") from err
+        raise
+    return int((predicted == torch.cat(labels)).sum()) / len(predicted)
 
 
 def fit(
@@ -84,8 +85,8 @@ def fit(
     amal_val_batches: Iterable[tuple[object, torch.Tensor]] = (),
     extra_state: Mapping[str, object] | None = None,
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
-) -> dict:
-    """Train ``model`` for ``unit`` and return the validation-selected result.
+) -> Selected:
+    """Train ``model`` for ``unit`` and return what was selected on validation data.
 
     Args:
         train_batches: ``epoch -> (indices, inputs)`` batches of this process.
@@ -102,8 +103,8 @@ def fit(
         on_epoch_end: called as ``(epoch, model)`` after each epoch (e.g. to keep
             early-stopped snapshots).
     Returns:
-        ``train_epochs``' result: best epoch, val and test accuracy there, and
-        ``"best_model"`` (the selected state dict).
+        ``train_epochs``' ``Selected``: best epoch, val and test accuracy there,
+        and the selected weights.
     """
     if amal is not None and amal_losses is None:
         raise ValueError("fit with amal needs amal_losses (the per-example loss matrix)")
@@ -124,18 +125,17 @@ def fit(
                 val_batches, lookahead=Lookahead.from_optimizer(optimizer),
             )
         prepared.train()
-        total, count = 0.0, 0
-        for idx, x in train_batches(epoch):
+
+        def batch_loss(idx, x):
             x = x.to(device)
-            loss = loss_fn(prepared(x), idx, x)
-            prepared_optimizer.zero_grad()
-            accelerator.backward(loss)
-            prepared_optimizer.step()
-            total, count = total + loss.item() * len(idx), count + len(idx)
+            return loss_fn(prepared(x), idx, x)
+
+        train_loss = sgd_epoch(train_batches(epoch), batch_loss, [prepared_optimizer],
+                               backward=accelerator.backward)
         scheduler.step()
         if on_epoch_end is not None:
             on_epoch_end(epoch, plain)
-        return {**metrics, "train_loss": total / max(count, 1), **evaluate(prepared)}
+        return {**metrics, "train_loss": train_loss, **evaluate(prepared)}
 
     stateful = {"optimizer": optimizer, "scheduler": scheduler, **(extra_state or {})}
     if amal is not None:

@@ -222,5 +222,35 @@ class AMAL:
         return losses
 
 
+def trust_in_guides(table: torch.Tensor) -> torch.Tensor:
+    """lambda_a - lambda_p per example: reliance on the K guides over the primary loss (AMAL Figure 2).
+
+    ``table``: an AMAL lambda table (N, 1 + K); lambda_a is the sum of the K guide columns.
+    """
+    if not isinstance(table, torch.Tensor) or table.ndim != 2 or table.shape[1] < 2:
+        shape = tuple(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
+        raise ValueError(f"table must be an AMAL lambda table (N, 1 + K) with K >= 1, got {shape}")
+    return table[:, 1:].sum(1) - table[:, 0]
+
+
+def trust_by_group(table: torch.Tensor, groups: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Mean trust (``trust_in_guides``) inside and outside each group of examples.
+
+    ``groups`` maps a name (e.g. ``"label_noisy"``) to a bool mask over the
+    table's rows. Returns ``trust_<name>`` and ``trust_not_<name>`` for every
+    side that has examples: the result keys every recipe reports.
+    """
+    trust = trust_in_guides(table)
+    means = {}
+    for name, mask in groups.items():
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != trust.shape:
+            got = (tuple(mask.shape), mask.dtype) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f"groups[{name!r}] must be a bool mask of shape {tuple(trust.shape)}, got {got}")
+        for key, side in ((f"trust_{name}", mask), (f"trust_not_{name}", ~mask)):
+            if side.any():
+                means[key] = float(trust[side].mean())
+    return means
+
+
 def _mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return cross_entropy(logits, targets).mean()

@@ -1,19 +1,25 @@
-"""The one checkpointed epoch loop that recipes share, and validation-based selection.
+"""The loops every recipe shares: the checkpointed epoch loop, one SGD epoch, eval-mode prediction.
 
-Recipes own what an epoch does (``epoch_fn``); this file owns what every run
-needs around it: resume from the last checkpoint, select the model on
+Recipes own what an epoch does (``epoch_fn``); ``train_epochs`` owns what every
+run needs around it: resume from the last checkpoint, select the model on
 validation data only, report the test metric measured at the selected epoch,
 and checkpoint every learned table after each epoch so a killed run resumes
-where it stopped.
+where it stopped. ``sgd_epoch`` is the one batch loop (loss, backward, step)
+and ``predict`` the one eval-mode forward pass that recipes build epochs from.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
 
 from ..checks import check_choice, check_int
+from .unit import EPOCH, MODEL, RESERVED_KEYS, SELECTED_MODEL, SELECTOR
 
 
 class ValidationSelector:
@@ -50,6 +56,19 @@ class ValidationSelector:
         )
 
 
+@dataclass
+class Selected:
+    """What ``train_epochs`` selected on validation data.
+
+    ``metrics``: ``{"best_epoch", <val_key>, <test_key>}`` at the selected epoch
+    (plus whatever a recipe adds before writing it as the unit's result);
+    ``state``: the model's weights (state dict) at that epoch.
+    """
+
+    metrics: dict
+    state: dict
+
+
 def train_epochs(
     unit,
     *,
@@ -76,24 +95,24 @@ def train_epochs(
         test_fn: if given, measures the test metric, called only after epochs whose
             validation metric is a new best: the only test values ever reported.
     Returns:
-        ``{"best_epoch", "val_<...>", "test_<...>"}`` at the selected epoch, plus
-        ``"best_model"`` (the selected state dict). The same dict minus the
-        weights is written as the unit's result.
+        ``Selected``: the metrics at the selected epoch and the weights there.
     """
     check_int("epochs", epochs, minimum=1)
-    if "model" in stateful or "best_model" in stateful or "selector" in stateful:
-        raise ValueError("stateful must not use the reserved names 'model', 'best_model', 'selector'")
+    reserved = sorted(set(stateful) & set(RESERVED_KEYS))
+    if reserved:
+        raise ValueError(f"stateful must not use the checkpoint's own keys {list(RESERVED_KEYS)}, "
+                         f"got {reserved}")
     selector = ValidationSelector()
     best_model = copy.deepcopy(model.state_dict())
     start = 0
     state = unit.load_checkpoint()
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state[MODEL])
         for name, obj in stateful.items():
             obj.load_state_dict(state[name])
-        selector.load_state_dict(state["selector"])
-        best_model = state["best_model"]
-        start = state["epoch"] + 1
+        selector.load_state_dict(state[SELECTOR])
+        best_model = state[SELECTED_MODEL]
+        start = state[EPOCH] + 1
     epoch_range = range(start, epochs)
     for epoch in progress(epoch_range) if progress else epoch_range:
         metrics = dict(epoch_fn(epoch))
@@ -104,10 +123,10 @@ def train_epochs(
         if selector.update(epoch, metrics[val_key], metrics.get(test_key) if test_key else None):
             best_model = copy.deepcopy(model.state_dict())
         unit.save_checkpoint({
-            "epoch": epoch,
-            "model": model.state_dict(),
-            "best_model": best_model,
-            "selector": selector.state_dict(),
+            EPOCH: epoch,
+            MODEL: model.state_dict(),
+            SELECTED_MODEL: best_model,
+            SELECTOR: selector.state_dict(),
             **{name: obj.state_dict() for name, obj in stateful.items()},
         })
         if log is not None:
@@ -115,4 +134,53 @@ def train_epochs(
     result = {"best_epoch": selector.best_epoch, val_key: selector.best_val}
     if test_key:
         result[test_key] = selector.test_at_best
-    return {**result, "best_model": best_model}
+    return Selected(result, best_model)
+
+
+def sgd_epoch(
+    batches: Iterable[tuple[torch.Tensor, object]],
+    batch_loss: Callable[[torch.Tensor, object], torch.Tensor],
+    optimizers: Sequence[torch.optim.Optimizer],
+    *,
+    backward: Callable[[torch.Tensor], None] | None = None,
+) -> float:
+    """One pass of ``batch_loss(indices, inputs)`` -> backward -> a step of every optimizer.
+
+    ``batches`` yields ``(indices, inputs)``; ``backward`` defaults to
+    ``loss.backward()`` (accelerate's ``accelerator.backward`` under processes).
+    Several optimizers serve models trained jointly (a feature model and a
+    label model). Returns the mean loss over the examples seen.
+    """
+    if not optimizers:
+        raise ValueError("sgd_epoch needs at least one optimizer, got none")
+    total, count = 0.0, 0
+    for indices, inputs in batches:
+        loss = batch_loss(indices, inputs)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        if backward is None:
+            loss.backward()
+        else:
+            backward(loss)
+        for optimizer in optimizers:
+            optimizer.step()
+        total, count = total + loss.item() * len(indices), count + len(indices)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: Iterable, device=None) -> torch.Tensor:
+    """``model``'s outputs over batches of ``inputs`` in eval mode, concatenated on the CPU.
+
+    The model's training mode is restored afterwards: evaluation in the middle
+    of training must not leave dropout off or BatchNorm frozen.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = [model(x if device is None else x.to(device)).cpu() for x in inputs]
+    finally:
+        model.train(was_training)
+    if not outputs:
+        raise ValueError("predict needs at least one batch of inputs, got none")
+    return torch.cat(outputs)

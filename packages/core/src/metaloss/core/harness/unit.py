@@ -12,7 +12,16 @@ from .files import atomic_write, to_jsonable
 from .seeding import capture_rng_state, check_seed, restore_rng_state
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from torch import nn
+
+    from .epochs import Selected
     from .run import Run
+
+# The keys of a unit's checkpoint that the harness owns; a recipe's stateful objects use other names.
+EPOCH, MODEL, SELECTED_MODEL, SELECTOR, RNG = "epoch", "model", "best_model", "selector", "rng"
+RESERVED_KEYS = (EPOCH, MODEL, SELECTED_MODEL, SELECTOR, RNG)
 
 
 class Unit:
@@ -44,25 +53,59 @@ class Unit:
         """The finished unit's result, or None if it is not done."""
         return json.loads(self.result_path.read_text()) if self.done else None
 
-    def load_checkpoint(self, map_location="cpu") -> dict | None:
-        """The last saved state, or None; restores the RNG state saved with it."""
+    def read_checkpoint(self, map_location="cpu") -> dict | None:
+        """The last saved state, or None; the random generators are left as they are."""
         if not self.checkpoint_path.exists():
             return None
         # weights_only=False: the state holds RNG states and optimizer/scheduler
         # dicts; the file was written by this run, not downloaded.
-        state = torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
-        restore_rng_state(state["rng"])
+        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+
+    def load_checkpoint(self, map_location="cpu") -> dict | None:
+        """The last saved state, or None, to resume from: restores the RNG state saved with it."""
+        state = self.read_checkpoint(map_location)
+        if state is not None:
+            restore_rng_state(state[RNG])
         return state
+
+    def selected_model(self, map_location="cpu") -> dict:
+        """The model weights selected on validation data (the state dict), RNG untouched."""
+        state = self.read_checkpoint(map_location)
+        if state is None or SELECTED_MODEL not in state:
+            raise FileNotFoundError(f"{self.checkpoint_path} holds no selected model of {self!r}")
+        return state[SELECTED_MODEL]
+
+    def train_or_load(self, model: nn.Module, train: Callable[[], Selected],
+                      restore: Mapping[str, object] | None = None) -> dict:
+        """The one lifecycle of a unit: train it once, afterwards load what it learnt.
+
+        Not done: ``train()`` returns the ``Selected`` epoch; its weights go into
+        ``model`` and its metrics become the unit's result. Done: the selected
+        weights are loaded into ``model`` and the objects in ``restore`` (name ->
+        object with ``load_state_dict``, e.g. an AMAL table) from the unit's last
+        checkpoint, without touching the random generators. Returns the result's
+        metrics (without ``method`` and ``seed``).
+        """
+        if self.done:
+            state = self.read_checkpoint()
+            model.load_state_dict(state[SELECTED_MODEL])
+            for name, obj in (restore or {}).items():
+                obj.load_state_dict(state[name])
+            return {k: v for k, v in self.result.items() if k not in ("method", "seed")}
+        selected = train()
+        model.load_state_dict(selected.state)
+        self.finish(selected.metrics)
+        return selected.metrics
 
     def save_checkpoint(self, state: dict) -> None:
         """Save ``state`` plus the current RNG state (key ``"rng"``), rank 0 only."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if "rng" in state:
-            raise ValueError("state must not contain 'rng': save_checkpoint() adds it")
+        if RNG in state:
+            raise ValueError(f"state must not contain {RNG!r}: save_checkpoint() adds it")
         if not self.run.is_main:
             return
-        full = {**state, "rng": capture_rng_state()}
+        full = {**state, RNG: capture_rng_state()}
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(full, tmp))
 
     def finish(self, result: dict) -> None:

@@ -16,13 +16,15 @@ pretrained weights):
 
 All of them follow timm's API (``forward_features`` / ``forward_head`` with
 ``pre_logits`` / ``get_classifier`` / ``reset_classifier``, ``num_features``).
-:class:`MLP` is for small flat inputs and is not registered.
+:class:`MLP` is for small flat inputs and is not registered. ``create_model(arch, splits)``
+builds any of them (or any timm model) for a dataset's classes and channels.
 """
 
 from .cifar_resnet import CifarResNet
+from .create import create_model
 from .densenet import CifarDenseNet
 from .mlp import MLP
 from .mobilenet import CifarMobileNet
 from .wide_resnet import WideResNet
 
-__all__ = ["CifarDenseNet", "CifarMobileNet", "CifarResNet", "MLP", "WideResNet"]
+__all__ = ["CifarDenseNet", "CifarMobileNet", "CifarResNet", "MLP", "WideResNet", "create_model"]

@@ -17,15 +17,16 @@ set the lambdas were learnt on.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
-import yaml
 from accelerate import Accelerator
 
-from metaloss.core.harness import Recipe, Run, seed_everything
+from metaloss.core.harness import Recipe, Run, Selected, open_run, seed_everything
 
-from .kd import create_model, fit_student, make_setting, scaled_epochs
+from ..distillation import fit_student, make_setting, scaled_epochs
+from ..models import create_model
 
 STRATEGIES = {
     "lambda_sq": lambda lp, la, floor: lp**2 + la**2,
@@ -63,36 +64,33 @@ def sample_coreset(scores: torch.Tensor, fraction: float, *, seed: int) -> torch
 
 def main(run: Run) -> None:
     cfg = run.config
-    source = Path(cfg["source_run"])
-    if not (source / "config.yaml").is_file():
-        raise FileNotFoundError(f"source_run={str(source)!r} is not a kd run folder (no config.yaml)")
-    unknown = sorted(set(cfg["strategies"]) - set(STRATEGIES))
-    if unknown:
-        raise ValueError(f"strategies must be drawn from {sorted(STRATEGIES)}, got unknown {unknown}")
-    src = yaml.safe_load((source / "config.yaml").read_text())
+    source = open_run(cfg["source_run"])
+    src = source.config
     epochs = scaled_epochs(src)
     accelerator = Accelerator()
     for seed in src["seeds"]:
-        checkpoint = source / "checkpoints" / f"{cfg['source_method']}-seed{seed}.pt"
-        if not (source / "results" / f"{cfg['source_method']}-seed{seed}.json").exists():
-            raise ValueError(f"{source} has no finished {cfg['source_method']!r} unit for seed {seed}")
-        table = torch.load(checkpoint, map_location="cpu", weights_only=False)["amal"]["table"]
+        lambdas = source.unit(cfg["source_method"], seed)
+        if not lambdas.done:
+            raise ValueError(f"{source.dir} has no finished {cfg['source_method']!r} unit for seed {seed}")
+        table = lambdas.read_checkpoint()["amal"]["table"]
         setting = make_setting(src, seed)
         source_run = Run(run.dir, src, run.recipe)  # the source's settings, this run's folder
         for strategy in cfg["strategies"]:
             subset = sample_coreset(coreset_scores(table, strategy, cfg["ratio_floor"]), cfg["fraction"],
                                     seed=seed)
             unit = run.unit(strategy, seed)
-            if unit.done:
-                continue
             seed_everything(seed)
             model = create_model(src["student"]["arch"], setting.splits)
-            result = fit_student(source_run, accelerator, setting, unit, model, [], "none",
-                                 epochs["student"], subset=subset)
-            result.pop("best_model")
-            noisy = setting.noisy[subset]
-            result |= {"subset_size": len(subset), "subset_noisy_rate": float(noisy.float().mean())}
-            unit.finish(result)
+            unit.train_or_load(model, partial(_train_on_subset, source_run, accelerator, setting, unit, model,
+                                              subset, epochs["student"]))
+
+
+def _train_on_subset(run, accelerator, setting, unit, model, subset: torch.Tensor, epochs: int) -> Selected:
+    """CE on the training examples in ``subset``; the result says how many of them were corrupted."""
+    selected = fit_student(run, accelerator, setting, unit, model, [], "none", epochs, subset=subset)
+    noisy = setting.noisy[subset]
+    selected.metrics |= {"subset_size": len(subset), "subset_noisy_rate": float(noisy.float().mean())}
+    return selected
 
 
 RECIPE = Recipe(

@@ -16,23 +16,22 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from metaloss.core import AMAL, cross_entropy, epoch_batches, kd_loss
+from metaloss.core import AMAL, cross_entropy, epoch_batches, trust_by_group
 from metaloss.core.harness import Recipe, Run, seed_everything
 
 from ..data import DigitsSplits, load_digits_splits
+from ..distillation import distillation_losses, mixed_loss
 from ..models.mlp import MLP
 from ..noise import symmetric_noise
 from ..plots import plot_lambda_histograms
 from ..training import accuracy, fit
 
-METHODS = ("ce", "kd", "amal")
+# method -> how CE on the label and KD from the teacher are mixed (see distillation.mixed_loss)
+MIXING = {"ce": "none", "kd": "fixed", "amal": "amal"}
 
 
 def main(run: Run) -> None:
     cfg = run.config
-    unknown = sorted(set(cfg["methods"]) - set(METHODS))
-    if unknown:
-        raise ValueError(f"methods must be drawn from {list(METHODS)}, got unknown {unknown}")
     accelerator = Accelerator()
     lambda_tables = []
     for seed in cfg["seeds"]:
@@ -60,14 +59,10 @@ def _train_teacher(run: Run, accelerator: Accelerator, splits: DigitsSplits, see
     unit = run.unit("teacher", seed)
     seed_everything(seed)
     teacher = MLP(64, 10, cfg["teacher"]["hidden"], cfg["teacher"]["depth"], cfg["teacher"]["dropout"])
-    if unit.done:
-        teacher.load_state_dict(unit.load_checkpoint()["best_model"])
-    else:
-        result = _fit(run, accelerator, unit, teacher, splits, splits.teacher_train,
-                      lambda z, pos: cross_entropy(z, splits.labels[splits.teacher_train][pos]).mean(),
-                      cfg["teacher"]["epochs"])
-        teacher.load_state_dict(result.pop("best_model"))
-        unit.finish(result)
+    teacher_labels = splits.labels[splits.teacher_train]
+    unit.train_or_load(teacher, lambda: _fit(
+        run, accelerator, unit, teacher, splits, splits.teacher_train,
+        lambda z, pos: cross_entropy(z, teacher_labels[pos]).mean(), cfg["teacher"]["epochs"]))
     return teacher.to(accelerator.device).eval()
 
 
@@ -77,43 +72,28 @@ def _train_student(run, accelerator, splits, seed, method, labels, teacher_logit
     unit = run.unit(method, seed)
     seed_everything(seed)
     student = MLP(64, 10, cfg["student"]["hidden"], cfg["student"]["depth"], cfg["student"]["dropout"])
-    tau, lambda_a = cfg["kd"]["tau"], cfg["kd"]["lambda_a"]
     amal = None
     if method == "amal":
         a = cfg["amal"]
         amal = AMAL(len(labels), 1, lr=a["lr"], every=a["every"], unit=a["unit"],
                     inner_steps=a["inner_steps"], init=a["init"], mode=a["mode"])
-    if unit.done:
-        if amal is not None:
-            amal.load_state_dict(unit.load_checkpoint()["amal"])
-            return amal.weights.table.cpu()
-        return None
 
-    def losses(z, pos):  # (B, 2): CE on the true label, KD against the teacher
-        return torch.stack([cross_entropy(z, labels[pos].to(z.device)),
-                            kd_loss(z, teacher_logits[pos].to(z.device), tau)], dim=1)
+    def losses(z, pos):  # (B, 2): CE on the training label, KD against the teacher
+        return distillation_losses(z, labels[pos].to(z.device), [teacher_logits[pos].to(z.device)],
+                                   cfg["kd"]["tau"])
 
     def loss_fn(z, pos):
-        per_example = losses(z, pos)
-        if method == "ce":
-            return per_example[:, 0].mean()
-        if method == "kd":
-            return ((1 - lambda_a) * per_example[:, 0] + lambda_a * per_example[:, 1]).mean()
-        return amal.loss(pos.to(z.device), per_example)
+        return mixed_loss(losses(z, pos), MIXING[method], pos, amal=amal, lambda_a=cfg["kd"]["lambda_a"])
 
-    result = _fit(run, accelerator, unit, student, splits, splits.student_train, loss_fn,
-                  cfg["student"]["epochs"], amal=amal, amal_losses=losses)
-    result.pop("best_model")
-    if amal is not None:
-        table = amal.weights.table.cpu()
-        trust = table[:, 1] - table[:, 0]  # lambda_a - lambda_p: reliance on the teacher
-        for name, mask in masks.items():
-            if mask.any():
-                result[f"trust_{name}"] = float(trust[mask].mean())
-            if (~mask).any():
-                result[f"trust_not_{name}"] = float(trust[~mask].mean())
-    unit.finish(result)
-    return None if amal is None else table
+    def train():
+        selected = _fit(run, accelerator, unit, student, splits, splits.student_train, loss_fn,
+                        cfg["student"]["epochs"], amal=amal, amal_losses=losses)
+        if amal is not None:
+            selected.metrics |= trust_by_group(amal.weights.table.cpu(), masks)
+        return selected
+
+    unit.train_or_load(student, train, restore=None if amal is None else {"amal": amal})
+    return None if amal is None else amal.weights.table.cpu()
 
 
 def _fit(run, accelerator, unit, model, splits, train_idx, loss_fn, epochs, amal=None, amal_losses=None):

@@ -41,7 +41,7 @@ from metaloss.core.harness import Recipe, Run, seed_everything
 
 from ..data import ImageDataset, ImageSplits, load_image_splits, load_train_rows, make_loader
 from ..training import accuracy, fit
-from .teachers import check_shared_teacher, teacher_seed
+from ..teachers import check_shared_teacher, teacher_seed
 
 METHODS = ("unweighted", "weighted", "fidelity", "composition", "oracle_filter")
 

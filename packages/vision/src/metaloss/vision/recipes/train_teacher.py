@@ -1,0 +1,29 @@
+"""The ``kd`` recipe's teacher alone, with its early-stopped snapshots (AMAL paper appendix D.1).
+
+A ``kd`` run reuses it with ``teacher.from_run=<this run's folder>``: one teacher
+trained once serves many student runs. Same config file as ``kd`` (``kd.yaml``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from metaloss.core.harness import Recipe, Run
+
+from ..distillation import Guides, make_setting, scaled_epochs
+
+
+def main(run: Run) -> None:
+    accelerator = Accelerator()
+    for seed in run.config["seeds"]:
+        Guides(run, accelerator, make_setting(run.config, seed), scaled_epochs(run.config)).get("teacher")
+
+
+RECIPE = Recipe(
+    name="train_teacher",
+    description="train the kd recipe's teacher alone, saving snapshots at teacher.snapshot_epochs",
+    default_config=Path(__file__).with_name("kd.yaml"),
+    main=main,
+)

@@ -1,6 +1,6 @@
 """End-to-end wall time of AMAL (L = 10 epochs, last-layer mode) relative to plain KD (issue 3).
 
-Both train the same ResNet-8 student with the kd recipe's own loop (``fit_student``) on the
+Both train the same ResNet-8 student with the kd recipe's own loop (``distillation.fit_student``) on the
 same CIFAR-10 images, the same schedule and the same (cached) teacher logits, for
 ``2 L + 1`` epochs, so AMAL runs its meta phase twice: the rate of a long run (one phase
 per L epochs). The two are run alternately (KD, AMAL, KD, AMAL, ...) in one process so
@@ -24,7 +24,8 @@ from metaloss.core.harness import Run, seed_everything
 from metaloss.core.harness.config import resolve_config
 from metaloss.core.harness.launch import discover_recipes
 from metaloss.vision.data import fixture_root
-from metaloss.vision.recipes.kd import create_model, fit_student, make_amal, make_setting, scaled_epochs
+from metaloss.vision.distillation import fit_student, make_amal, make_setting, scaled_epochs
+from metaloss.vision.models import create_model
 
 
 class _FixedGuide(torch.nn.Module):

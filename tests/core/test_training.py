@@ -45,8 +45,8 @@ def test_train_epochs_resumes_to_the_uninterrupted_result(tmp_path):
     _loop(run_b, 4, [])  # "killed" after epoch 3: its checkpoint says so
     model_b, res_b = _loop(run_b, 6, resumed_calls)
     assert resumed_calls == [4, 5]
-    assert (res_a["best_epoch"], res_a["val_acc"], res_a["test_acc"]) == (3, 0.6, 3.0)
-    assert (res_b["best_epoch"], res_b["test_acc"]) == (3, 3.0)
+    assert (res_a.metrics["best_epoch"], res_a.metrics["val_acc"], res_a.metrics["test_acc"]) == (3, 0.6, 3.0)
+    assert (res_b.metrics["best_epoch"], res_b.metrics["test_acc"]) == (3, 3.0)
     for p, q in zip(model_a.parameters(), model_b.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     # RNG restored: the resumed epochs drew the same random numbers
@@ -80,6 +80,6 @@ def test_test_fn_is_measured_only_at_new_validation_bests(tmp_path):
     result = train_epochs(run.unit("m", 0), model=nn.Linear(1, 1), stateful={}, epochs=6,
                           epoch_fn=epoch_fn, log=run.log, test_fn=test_fn)
     assert measured == [0, 1, 3]  # epoch 4 ties 0.6: not a new best, not measured
-    assert (result["best_epoch"], result["test_acc"]) == (3, 13.0)
+    assert (result.metrics["best_epoch"], result.metrics["test_acc"]) == (3, 13.0)
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("test_acc") for r in logged] == [10.0, 11.0, None, 13.0, None, None]

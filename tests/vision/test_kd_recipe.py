@@ -9,7 +9,8 @@ from metaloss.core.harness import Run
 from metaloss.core.harness.config import resolve_config
 from metaloss.core.harness.launch import discover_recipes
 from metaloss.vision.data import fixture_root
-from metaloss.vision.recipes.kd import METHODS, main, milestones_for, scaled_epochs
+from metaloss.vision.distillation import METHODS, milestones_for, scaled_epochs
+from metaloss.vision.recipes.kd import main
 
 TINY = [
     "seeds=[0]", "data.train_limit=160", "data.val_size=40", "data.test_limit=80", "data.workers=0",
@@ -56,16 +57,18 @@ def test_every_method_trains_and_a_second_start_resumes_nothing(tmp_path):
 def test_assistants_learn_from_the_chain_takd_or_densely_dgkd(tmp_path, monkeypatch):
     """TAKD: each assistant distils from the model before it; DGKD: from the teacher and
     every assistant before it, with guide dropout (Son et al. 2021, section 3.2)."""
+    import metaloss.vision.distillation as distillation
     import metaloss.vision.recipes.kd as kd
+    from metaloss.core.harness import Selected
 
     trained = {}
 
     def fake_fit(run, accelerator, setting, unit, model, guides, mixing, *args, **kwargs):
         model.trained_as = unit.method
         trained[unit.method] = ([g.trained_as for g in guides], mixing)
-        return {"best_epoch": 0, "val_acc": 0.0, "test_acc": 0.0, "best_model": model.state_dict()}
+        return Selected({"best_epoch": 0, "val_acc": 0.0, "test_acc": 0.0}, model.state_dict())
 
-    monkeypatch.setattr(kd, "fit_student", fake_fit)
+    monkeypatch.setattr(distillation, "fit_student", fake_fit)
     config = _config(tmp_path, "methods=[takd,dgkd,amal_multi]",
                      "assistants=[cifar_resnet14,cifar_resnet8]", "data.label_noise=0.0")
     kd.main(Run(tmp_path / "run", config, "kd"))
@@ -106,7 +109,7 @@ def test_bad_method_settings_fail_before_training(tmp_path, overrides, message):
 
 def test_cached_guide_logits_are_the_guides_on_unaugmented_images():
     from metaloss.vision.data import eval_transform, load_image_splits
-    from metaloss.vision.recipes.kd import guide_logits_table
+    from metaloss.vision.distillation import guide_logits_table
 
     splits = load_image_splits("cifar10", fixture_root(), train_limit=100, val_size=20, test_limit=10)
     guides = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval() for _ in "ab"]

@@ -49,7 +49,7 @@ def test_every_method_distils_with_its_weights_and_resumes_nothing(tmp_path):
     assert results["oracle_filter"]["weight_teacher_right"] == 1.0
     for method in ("weighted", "composition", "fidelity"):
         state = torch.load(tmp_path / "run" / "checkpoints" / f"{method}-seed0.pt", weights_only=False)
-        w = state["weights"]["values"]
+        w = state["weights"]["table"][:, 0]
         assert w.shape == (300 + 400,) and bool((w[:300] == 1).all())  # S_l keeps weight 1
         assert bool((w[300:] > 0).all()) and bool((w[300:] <= 1).all())
         assert results[method]["estimate_s"] > 0

@@ -41,7 +41,7 @@ from .data import ImageSplits, eval_transform, load_image_splits, make_loader
 from .models import create_model
 from .noise import NOISE_GENERATORS
 from .teachers import teacher_seed
-from .training import accuracy, fit
+from .training import fit_images
 
 # method -> (which guides, how they are mixed)
 METHODS = {
@@ -72,6 +72,8 @@ class Setting:
 def scaled_epochs(cfg: dict) -> dict:
     """Epoch counts after ``schedule_scale`` (one key scales the whole schedule for CPU runs)."""
     scale = cfg["schedule_scale"]
+    if not 0.0 < scale <= 1.0:
+        raise ValueError(f"schedule_scale must be in (0, 1], got {scale}")
 
     def s(epochs: int) -> int:
         return max(1, round(epochs * scale))
@@ -274,22 +276,9 @@ def fit_student(run, accelerator, setting: Setting, unit, model, guides, mixing,
         return mixed_loss(losses(z, idx, x), mixing, idx, amal=amal, lambda_a=cfg["kd"]["lambda_a"],
                           drop_prob=cfg["dgkd"]["drop_prob"])
 
-    def train_batches(epoch):
-        loader = make_loader(splits.train, cfg["optim"]["batch_size"], train=True, workers=workers,
-                             seed=unit.seed, epoch=epoch, rank=accelerator.process_index,
-                             world_size=accelerator.num_processes, return_index=True, indices=subset)
-        return ((idx, x) for idx, x, _ in loader)
-
-    def eval_batches(dataset):
-        return make_loader(dataset, 512, train=False, workers=workers, seed=unit.seed, epoch=0)
-
-    val_batches = list(eval_batches(splits.val))
-
-    return fit(run, unit, model, accelerator=accelerator, train_batches=train_batches, loss_fn=loss_fn,
-               evaluate=lambda m: {"val_acc": accuracy(m, val_batches, device)},
-               test=lambda m: accuracy(m, eval_batches(splits.test), device),
-               optim=optim, epochs=num_epochs, amal=amal, amal_losses=losses,
-               amal_val_batches=val_batches, on_epoch_end=on_epoch_end)
+    return fit_images(run, unit, model, accelerator=accelerator, train_set=splits.train, splits=splits,
+                      loss_fn=loss_fn, optim=optim, epochs=num_epochs, workers=workers, indices=subset,
+                      amal=amal, amal_losses=losses, on_epoch_end=on_epoch_end)
 
 
 def guide_logits_table(guides, splits: ImageSplits, device, workers: int) -> list[torch.Tensor]:

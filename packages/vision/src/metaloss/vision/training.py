@@ -24,6 +24,8 @@ from torch import nn
 from metaloss.core import AMAL, Lookahead
 from metaloss.core.harness import Run, Selected, Unit, predict, sgd_epoch, train_epochs
 
+from .data import make_loader
+
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, object]]]
 LossFn = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
 SCHEDULES = ("cosine", "multistep")
@@ -48,6 +50,20 @@ def make_optimizer(model: nn.Module, optim: Mapping, epochs: int):
             raise ValueError(f"optim.milestones must be increasing epochs >= 1, got {milestones}")
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, optim["gamma"])
     return optimizer, scheduler
+
+
+def train_batches(dataset, batch_size: int, *, workers: int, seed: int, epoch: int,
+                  accelerator: Accelerator, indices: torch.Tensor | None = None):
+    """This process's augmented ``(indices, images)`` batches of one epoch, ordered by (seed, epoch)."""
+    loader = make_loader(dataset, batch_size, train=True, workers=workers, seed=seed, epoch=epoch,
+                         rank=accelerator.process_index, world_size=accelerator.num_processes,
+                         return_index=True, indices=indices)
+    return ((idx, x) for idx, x, _ in loader)
+
+
+def eval_batches(dataset, *, workers: int):
+    """``(images, labels)`` batches of ``dataset`` in order, for evaluation (its transform is fixed)."""
+    return make_loader(dataset, 512, train=False, workers=workers, seed=0, epoch=0)
 
 
 def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], device=None) -> float:
@@ -143,3 +159,24 @@ def fit(
     return train_epochs(unit, model=plain, stateful=stateful, epochs=epochs, epoch_fn=epoch_fn,
                         log=run.log, test_fn=None if test is None else (lambda: test(prepared)),
                         progress=lambda it: run.progress(it, desc=f"{unit.method} seed {unit.seed}"))
+
+
+def fit_images(run: Run, unit: Unit, model: nn.Module, *, accelerator: Accelerator, train_set, splits,
+               loss_fn: LossFn, optim: Mapping, epochs: int, workers: int,
+               indices: torch.Tensor | None = None, **fit_kwargs) -> Selected:
+    """``fit`` on images: augmented batches of ``train_set`` (only its ``indices`` if given), accuracy
+    on ``splits.val`` after every epoch and on ``splits.test`` at new validation bests.
+
+    The validation batches also serve AMAL's meta phase (``amal=`` in ``fit_kwargs``).
+    """
+    device = accelerator.device
+    val = list(eval_batches(splits.val, workers=workers))
+
+    def batches(epoch: int):
+        return train_batches(train_set, optim["batch_size"], workers=workers, seed=unit.seed, epoch=epoch,
+                             accelerator=accelerator, indices=indices)
+
+    return fit(run, unit, model, accelerator=accelerator, train_batches=batches, loss_fn=loss_fn,
+               evaluate=lambda m: {"val_acc": accuracy(m, val, device)},
+               test=lambda m: accuracy(m, eval_batches(splits.test, workers=workers), device),
+               optim=optim, epochs=epochs, amal_val_batches=val, **fit_kwargs)

@@ -87,6 +87,23 @@ class InstanceWeights(nn.Module):
         self.grad_count.index_add_(0, indices, torch.ones_like(indices, dtype=self.grad_count.dtype))
 
     @torch.no_grad()
+    def assign(self, indices: torch.Tensor, values: torch.Tensor) -> None:
+        """Set the rows of ``indices`` to ``values`` (B, K), then project.
+
+        For weights estimated outside the meta-gradient (WDUE's k-NN debiasing
+        weights): the same table, checkpoint and lookup by dataset index.
+        """
+        indices = self._check_indices(indices)
+        check_tensor("values", values, ndim=2, floating=True)
+        if values.shape != (indices.shape[0], self.num_weights):
+            raise ValueError(
+                f"values must be (batch, K) = ({indices.shape[0]}, {self.num_weights}), "
+                f"got {tuple(values.shape)}"
+            )
+        self.table[indices] = values.to(self.table)
+        self.project_()
+
+    @torch.no_grad()
     def step(self) -> int:
         """Synchronise, apply the update and the projection; return the rows updated."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

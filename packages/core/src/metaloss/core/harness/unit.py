@@ -75,7 +75,7 @@ class Unit:
             raise FileNotFoundError(f"{self.checkpoint_path} holds no selected model of {self!r}")
         return state[SELECTED_MODEL]
 
-    def train_or_load(self, model: nn.Module, train: Callable[[], Selected],
+    def train_or_load(self, model: nn.Module | None, train: Callable[[], Selected],
                       restore: Mapping[str, object] | None = None) -> dict:
         """The one lifecycle of a unit: train it once, afterwards load what it learnt.
 
@@ -83,17 +83,21 @@ class Unit:
         ``model`` and its metrics become the unit's result. Done: the selected
         weights are loaded into ``model`` and the objects in ``restore`` (name ->
         object with ``load_state_dict``, e.g. an AMAL table) from the unit's last
-        checkpoint, without touching the random generators. Returns the result's
+        checkpoint, without touching the random generators. ``model=None`` and no
+        ``restore``: the caller needs only the result. Returns the result's
         metrics (without ``method`` and ``seed``).
         """
         if self.done:
-            state = self.read_checkpoint()
-            model.load_state_dict(state[SELECTED_MODEL])
-            for name, obj in (restore or {}).items():
-                obj.load_state_dict(state[name])
+            if model is not None or restore:
+                state = self.read_checkpoint()
+                if model is not None:
+                    model.load_state_dict(state[SELECTED_MODEL])
+                for name, obj in (restore or {}).items():
+                    obj.load_state_dict(state[name])
             return {k: v for k, v in self.result.items() if k not in ("method", "seed")}
         selected = train()
-        model.load_state_dict(selected.state)
+        if model is not None:
+            model.load_state_dict(selected.state)
         self.finish(selected.metrics)
         return selected.metrics
 

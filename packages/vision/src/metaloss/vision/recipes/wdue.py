@@ -27,21 +27,21 @@ unit's training time.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
-import metaloss.vision.models  # noqa: F401  (registers the CIFAR models in timm)
-from metaloss.core import DebiasingWeights, composition_weights, fidelity_weights
-from metaloss.core.harness import Recipe, Run, seed_everything
+from metaloss.core import DebiasingWeights, InstanceWeights, composition_weights, fidelity_weights
+from metaloss.core.harness import Recipe, Run, Selected, predict, seed_everything
 
-from ..data import ImageDataset, ImageSplits, load_image_splits, load_train_rows, make_loader
-from ..training import accuracy, fit
-from ..teachers import check_shared_teacher, teacher_seed
+from ..data import ImageDataset, ImageSplits, load_image_splits, load_train_rows
+from ..models import create_model
+from ..teachers import teacher_seed
+from ..training import accuracy, eval_batches, fit_images
 
 METHODS = ("unweighted", "weighted", "fidelity", "composition", "oracle_filter")
 
@@ -55,36 +55,24 @@ class Setting:
     unlabeled: ImageDataset  # un-augmented; its labels are hidden from every method but oracle_filter
 
 
-class WeightTable:
-    """Per-example weights of S_l then S_u (checkpointed, so a resumed run keeps the latest)."""
+@dataclass
+class EstimationCost:
+    """What setting S_u's weights cost: seconds of k-NN estimation and of student inference, and how often."""
 
-    def __init__(self, num_labeled: int, num_unlabeled: int):
-        self.values = torch.ones(num_labeled + num_unlabeled)
-        self.num_labeled = num_labeled
-        self.seconds = {"estimate": 0.0, "inference": 0.0}
-        self.estimates = 0  # how often S_u's weights were set
-
-    def set_unlabeled(self, weights: torch.Tensor) -> None:
-        self.values[self.num_labeled:] = torch.as_tensor(weights, dtype=torch.float32)
-        self.estimates += 1
+    estimate_s: float = 0.0
+    inference_s: float = 0.0
+    estimates: int = 0
 
     def state_dict(self) -> dict:
-        return {"values": self.values, "seconds": dict(self.seconds), "estimates": self.estimates}
+        return asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
-        self.values, self.seconds = state["values"], dict(state["seconds"])
-        self.estimates = state["estimates"]
+        self.estimate_s, self.inference_s, self.estimates = (
+            state["estimate_s"], state["inference_s"], state["estimates"])
 
 
 def main(run: Run) -> None:
     cfg = run.config
-    unknown = sorted(set(cfg["methods"]) - set(METHODS))
-    if unknown or not cfg["methods"]:
-        raise ValueError(f"methods must be a non-empty list drawn from {list(METHODS)}, "
-                         f"got {cfg['methods']}")
-    check_shared_teacher(cfg)
-    if cfg["distill"]["labels"] not in ("hard", "soft"):
-        raise ValueError(f"distill.labels must be 'hard' or 'soft', got {cfg['distill']['labels']!r}")
     accelerator = Accelerator()
     for seed in cfg["seeds"]:
         units = [u for u in (run.unit(m, seed) for m in cfg["methods"]) if not u.done]
@@ -97,10 +85,12 @@ def main(run: Run) -> None:
         teacher_facts = {
             **{name: predict_probs(teacher, data, accelerator.device, cfg, cfg["distill"]["temperature"])
                for name, data in (("val", setting.splits.val), ("unlabeled", setting.unlabeled))},
-            "test_acc": accuracy(teacher, _eval_batches(cfg, setting.splits.test), accelerator.device),
+            "test_acc": accuracy(teacher, eval_batches(setting.splits.test, workers=cfg["data"]["workers"]),
+                                 accelerator.device),
         }
         for unit in units:
-            unit.finish(distill(run, accelerator, setting, unit, unit.method, student, teacher_facts))
+            unit.train_or_load(None, partial(distill, run, accelerator, setting, unit, unit.method, student,
+                                             teacher_facts))
 
 
 def make_setting(cfg: dict, seed: int) -> Setting:
@@ -115,39 +105,27 @@ def make_setting(cfg: dict, seed: int) -> Setting:
     return Setting(seed, splits, unlabeled)
 
 
-def create_model(arch: str, splits: ImageSplits) -> torch.nn.Module:
-    return timm.create_model(arch, num_classes=splits.num_classes, in_chans=splits.train.images.shape[1])
-
-
 def train_supervised(run: Run, accelerator: Accelerator, setting: Setting, name: str, model_cfg: dict,
                      seed: int | None = None):
     """``name`` ("teacher" or "pretrain"): ``model_cfg["arch"]`` trained by CE on S_l, cached as a unit."""
     unit = run.unit(name, setting.seed if seed is None else seed)
     seed_everything(unit.seed)  # before create_model: the initial weights come from the seed too
     model = create_model(model_cfg["arch"], setting.splits)
-    if unit.done:
-        model.load_state_dict(unit.load_checkpoint()["best_model"])
-    else:
-        splits, cfg = setting.splits, run.config
-        result = fit(run, unit, model, accelerator=accelerator,
-                     train_batches=lambda epoch: _batches(cfg, splits.train, unit.seed, epoch, accelerator),
-                     loss_fn=lambda z, idx, x: F.cross_entropy(z, splits.train.labels[idx].to(z.device)),
-                     evaluate=lambda m: {"val_acc": accuracy(m, _eval_batches(cfg, splits.val),
-                                                             accelerator.device)},
-                     test=lambda m: accuracy(m, _eval_batches(cfg, splits.test), accelerator.device),
-                     optim=cfg["optim"], epochs=model_cfg["epochs"])
-        model.load_state_dict(result.pop("best_model"))
-        unit.finish(result)
+    splits, cfg = setting.splits, run.config
+    unit.train_or_load(model, lambda: fit_images(
+        run, unit, model, accelerator=accelerator, train_set=splits.train, splits=splits,
+        loss_fn=lambda z, idx, x: F.cross_entropy(z, splits.train.labels[idx].to(z.device)),
+        optim=cfg["optim"], epochs=model_cfg["epochs"], workers=cfg["data"]["workers"]))
     return model.to(accelerator.device).eval()
 
 
-def distill(run, accelerator, setting: Setting, unit, method: str, pretrained, teacher: dict):
+def distill(run, accelerator, setting: Setting, unit, method: str, pretrained, teacher: dict) -> Selected:
     """Step 4 for one method: train a copy of the pretrained student on S_l and teacher-labeled S_u.
 
     ``teacher``: its probabilities on V (``"val"``) and S_u (``"unlabeled"``), and its test accuracy.
     """
     cfg, splits = run.config, setting.splits
-    device = accelerator.device
+    device, workers = accelerator.device, cfg["data"]["workers"]
     num_l, num_u = len(splits.train), len(setting.unlabeled)
     probs_u = teacher["unlabeled"]
     hard_u = probs_u.argmax(1)
@@ -155,7 +133,9 @@ def distill(run, accelerator, setting: Setting, unit, method: str, pretrained, t
     images = torch.cat([splits.train.images, setting.unlabeled.images])
     combined = ImageDataset(images, torch.cat([splits.train.labels, hard_u]), splits.train.transform)
     targets = distillation_targets(splits.train.labels, probs_u, cfg["distill"]["labels"])
-    table = WeightTable(num_l, num_u)
+    weights = InstanceWeights(num_l + num_u, 1, init=1.0, lower=0.0, upper=None)  # S_l's rows stay 1
+    rows_u = torch.arange(num_l, num_l + num_u)
+    cost = EstimationCost()
     student = create_model(cfg["student"]["arch"], splits)
     student.load_state_dict(pretrained.state_dict())
     seed_everything(unit.seed)
@@ -163,30 +143,31 @@ def distill(run, accelerator, setting: Setting, unit, method: str, pretrained, t
     def estimate(model) -> None:  # the weights of S_u from the current student
         if method in ("unweighted", "oracle_filter"):
             right = (hard_u == setting.unlabeled.labels).float()
-            weights = torch.ones(num_u) if method == "unweighted" else right
+            values = torch.ones(num_u) if method == "unweighted" else right
         else:
             start = time.perf_counter()
             student_val = predict_probs(model, splits.val, device, cfg)
             student_u = predict_probs(model, setting.unlabeled, device, cfg)
-            table.seconds["inference"] += time.perf_counter() - start
+            cost.inference_s += time.perf_counter() - start
             start = time.perf_counter()
             debias = DebiasingWeights(cfg["weights"]["k"] or None, confidence=cfg["weights"]["confidence"],
                                       teacher_labels=cfg["distill"]["labels"])
             if method == "fidelity":
-                weights = fidelity_weights(probs_u)
+                values = fidelity_weights(probs_u)
             else:
                 debias.fit(teacher["val"], student_val, splits.val.labels)
-                weights = (debias.weights(probs_u, student_u) if method == "weighted"
-                           else composition_weights(debias, probs_u, student_u))
-            table.seconds["estimate"] += time.perf_counter() - start
-        table.set_unlabeled(torch.as_tensor(weights))
+                values = (debias.weights(probs_u, student_u) if method == "weighted"
+                          else composition_weights(debias, probs_u, student_u))
+            cost.estimate_s += time.perf_counter() - start
+        weights.assign(rows_u, torch.as_tensor(values, dtype=torch.float32)[:, None])
+        cost.estimates += 1
 
     estimate(student)
 
     def loss_fn(z, idx, x):
         idx = idx.cpu()
         soft_ce = -(targets[idx].to(z.device) * F.log_softmax(z, dim=1)).sum(1)
-        return (table.values[idx].to(z.device) * soft_ce).mean()
+        return (weights(idx)[:, 0].to(z.device) * soft_ce).mean()
 
     epochs = cfg["student"]["distill_epochs"]
     # only the weights that read the student's confidence change as it learns; none are
@@ -200,24 +181,20 @@ def distill(run, accelerator, setting: Setting, unit, method: str, pretrained, t
             model.train()
 
     start = time.perf_counter()
-    result = fit(run, unit, student, accelerator=accelerator,
-                 train_batches=lambda epoch: _batches(cfg, combined, unit.seed, epoch, accelerator),
-                 loss_fn=loss_fn,
-                 evaluate=lambda m: {"val_acc": accuracy(m, _eval_batches(cfg, splits.val), device)},
-                 test=lambda m: accuracy(m, _eval_batches(cfg, splits.test), device),
-                 optim=cfg["optim"], epochs=epochs, extra_state={"weights": table},
-                 on_epoch_end=on_epoch_end)
-    result.pop("best_model")
+    selected = fit_images(run, unit, student, accelerator=accelerator, train_set=combined, splits=splits,
+                          loss_fn=loss_fn, optim=cfg["optim"], epochs=epochs, workers=workers,
+                          extra_state={"weights": weights, "cost": cost}, on_epoch_end=on_epoch_end)
     wrong = hard_u != setting.unlabeled.labels
-    weights_u = table.values[num_l:]
-    return {**result, "train_s": time.perf_counter() - start,
-            "estimate_s": table.seconds["estimate"], "inference_s": table.seconds["inference"],
-            "weight_estimates": table.estimates,
-            "teacher_test_acc": teacher["test_acc"],
-            "teacher_unlabeled_acc": float(1 - wrong.float().mean()),
-            # mean weight where the teacher is wrong / right (a good estimator separates them)
-            "weight_teacher_wrong": float(weights_u[wrong].mean()) if wrong.any() else None,
-            "weight_teacher_right": float(weights_u[~wrong].mean()) if (~wrong).any() else None}
+    weights_u = weights.table[num_l:, 0]
+    selected.metrics |= {
+        "train_s": time.perf_counter() - start,
+        "estimate_s": cost.estimate_s, "inference_s": cost.inference_s, "weight_estimates": cost.estimates,
+        "teacher_test_acc": teacher["test_acc"],
+        "teacher_unlabeled_acc": float(1 - wrong.float().mean()),
+        # mean weight where the teacher is wrong / right (a good estimator separates them)
+        "weight_teacher_wrong": float(weights_u[wrong].mean()) if wrong.any() else None,
+        "weight_teacher_right": float(weights_u[~wrong].mean()) if (~wrong).any() else None}
+    return selected
 
 
 def distillation_targets(labels: torch.Tensor, teacher_probs: torch.Tensor, kind: str) -> torch.Tensor:
@@ -235,25 +212,10 @@ def distillation_targets(labels: torch.Tensor, teacher_probs: torch.Tensor, kind
     return torch.cat([F.one_hot(labels, num_classes).float(), unlabeled.float()])
 
 
-@torch.no_grad()
 def predict_probs(model, dataset, device, cfg: dict, temperature: float = 1.0) -> torch.Tensor:
     """Softmax of ``model``'s logits / ``temperature`` over ``dataset``, in order."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model(x.to(device)).cpu() for x, _ in _eval_batches(cfg, dataset)])
-    model.train(was_training)
-    return F.softmax(out / temperature, dim=1)
-
-
-def _batches(cfg, dataset, seed, epoch, accelerator):
-    loader = make_loader(dataset, cfg["optim"]["batch_size"], train=True, workers=cfg["data"]["workers"],
-                         seed=seed, epoch=epoch, rank=accelerator.process_index,
-                         world_size=accelerator.num_processes, return_index=True)
-    return ((idx, x) for idx, x, _ in loader)
-
-
-def _eval_batches(cfg, dataset):
-    return make_loader(dataset, 512, train=False, workers=cfg["data"]["workers"], seed=0, epoch=0)
+    batches = eval_batches(dataset, workers=cfg["data"]["workers"])
+    return F.softmax(predict(model, (x for x, _ in batches), device) / temperature, dim=1)
 
 
 RECIPE = Recipe(

@@ -21,14 +21,24 @@ the feature model (L2, L4, quality guides) in every method but ``only_l``.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from metaloss.core import AMAL, Lookahead, MetaWeightNet, cross_entropy, l2r_weights, mix_losses, train_epochs
-from metaloss.core.harness import Recipe, Run, Unit, seed_everything
+from metaloss.core import AMAL, Lookahead, MetaWeightNet, cross_entropy, l2r_weights, mix_losses
+from metaloss.core.harness import (
+    Recipe,
+    Run,
+    Selected,
+    Unit,
+    predict,
+    seed_everything,
+    sgd_epoch,
+    train_epochs,
+)
 
 from ..cage import CAGE
 from ..data import DATASETS, RuleData, load_rule_dataset
@@ -65,12 +75,10 @@ def main(run: Run) -> None:
             for method, unit in units.items():
                 if unit.done:
                     continue
-                if method == "amal":
+                if method == "amal":  # a choice among finished units, not a training of its own
                     unit.finish(_select_amal(run, dataset, seed, data, features))
                 else:
-                    result = train_method(run, unit, method, data, features)
-                    result.pop("best_model")
-                    unit.finish(result)
+                    unit.train_or_load(None, partial(train_method, run, unit, method, data, features))
 
 
 def _select_amal(run: Run, dataset: str, seed: int, data: RuleData, features: dict) -> dict:
@@ -78,13 +86,9 @@ def _select_amal(run: Run, dataset: str, seed: int, data: RuleData, features: di
     candidates = []
     for lr in run.config["amal"]["lr"]:
         unit = run.unit(f"{dataset}-amal_lr{lr:g}", seed)
-        if not unit.done:
-            result = train_method(run, unit, "amal", data, features, amal_lr=lr)
-            result.pop("best_model")
-            unit.finish(result)
-        candidates.append({**unit.result, "amal_lr": lr})
-    best = max(candidates, key=lambda r: r["val_score"])  # the first (smallest lr) on ties
-    return {k: v for k, v in best.items() if k not in ("method", "seed")}
+        train = partial(train_method, run, unit, "amal", data, features, amal_lr=lr)
+        candidates.append({**unit.train_or_load(None, train), "amal_lr": lr})
+    return max(candidates, key=lambda r: r["val_score"])  # the first (smallest lr) on ties
 
 
 def _features(cfg: dict, data: RuleData) -> dict[str, torch.Tensor]:
@@ -95,18 +99,15 @@ def _features(cfg: dict, data: RuleData) -> dict[str, torch.Tensor]:
 
 def score(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, metric: str) -> float:
     """The dataset's metric of ``model`` on (x, y): accuracy, or macro-F1 over the classes."""
-    model.eval()
-    with torch.no_grad():
-        pred = model(x).argmax(1).numpy()
-    model.train()
+    pred = predict(model, [x]).argmax(1).numpy()
     if metric == "accuracy":
         return float((pred == y).mean())
     return float(f1_score(y, pred, average="macro", labels=np.unique(np.concatenate([y, pred]))))
 
 
 def train_method(run: Run, unit: Unit, method: str, data: RuleData, features: dict,
-                 amal_lr: float | None = None) -> dict:
-    """Train one feature model by ``method``; return ``train_epochs``' validation-selected result."""
+                 amal_lr: float | None = None) -> Selected:
+    """Train one feature model by ``method``; return what ``train_epochs`` selected on V."""
     cfg = run.config
     seed_everything(unit.seed)
     only_l = method == "only_l"
@@ -157,22 +158,15 @@ def train_method(run: Run, unit: Unit, method: str, data: RuleData, features: di
                 lambda: ((idx, x_train[idx], lambda z, idx=idx: fixed_gm_losses(z, idx))
                          for idx in batches(epoch)),
                 [(x_val, y_val)], lookahead=Lookahead.from_optimizer(optimizer))
-        total = 0.0
-        for idx in batches(epoch):
-            x = x_train[idx]
+        def batch_loss(idx, x):
             if only_l:
-                loss = cross_entropy(model(x), targets[idx]).mean()
-            else:
-                loss = _feature_loss(method, model, x, idx, objective, amal, vnet, x_val, val_loss, optimizer)
-                loss = loss + objective.gm_loss(idx)
-                gm_optimizer.zero_grad()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if gm_optimizer is not None:
-                gm_optimizer.step()
-            total += loss.item() * len(idx)
-        return {**metrics, "train_loss": total / len(x_train),
+                return cross_entropy(model(x), targets[idx]).mean()
+            loss = _feature_loss(method, model, x, idx, objective, amal, vnet, x_val, val_loss, optimizer)
+            return loss + objective.gm_loss(idx)
+
+        train_loss = sgd_epoch(((idx, x_train[idx]) for idx in batches(epoch)), batch_loss,
+                               [optimizer] if only_l else [optimizer, gm_optimizer])
+        return {**metrics, "train_loss": train_loss,
                 "val_score": score(model, x_val, data.validation.labels, data.metric)}
 
     return train_epochs(unit, model=model, stateful=stateful, epochs=o["epochs"], epoch_fn=epoch_fn,

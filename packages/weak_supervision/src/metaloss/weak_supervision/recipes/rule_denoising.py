@@ -28,7 +28,15 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from metaloss.core import AMAL, Lookahead, MetaWeightNet, cross_entropy, l2r_weights, mix_losses
+from metaloss.core import (
+    AMAL,
+    Lookahead,
+    MetaWeightNet,
+    cross_entropy,
+    epoch_batches,
+    l2r_weights,
+    mix_losses,
+)
 from metaloss.core.harness import (
     Recipe,
     Run,
@@ -146,9 +154,7 @@ def train_method(run: Run, unit: Unit, method: str, data: RuleData, features: di
         return cross_entropy(z, y_val).mean()
 
     def batches(epoch: int):
-        g = torch.Generator().manual_seed(unit.seed * 100_003 + epoch)
-        order = torch.randperm(len(x_train), generator=g)
-        return order.split(o["batch_size"])
+        return epoch_batches(len(x_train), o["batch_size"], seed=unit.seed, epoch=epoch)
 
     def epoch_fn(epoch: int) -> dict:
         metrics = {}

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metaloss.core import trust_in_guides
+
 QUANTITIES = {
-    "trust": (lambda t: t[:, 1:].sum(1) - t[:, 0], r"$\lambda_a - \lambda_p$"),
+    "trust": (trust_in_guides, r"$\lambda_a - \lambda_p$"),
     "total": (lambda t: t[:, 1:].sum(1) + t[:, 0], r"$\lambda_a + \lambda_p$"),
 }
 

@@ -3,7 +3,7 @@
 An entry is an uncompressed ``.npz`` (uint8 images, int64 labels) named by a hash of its key:
 the source files' resolved paths, sizes and modification times plus whatever else shapes the result
 (row limit, image size). A changed source file therefore misses the cache instead of serving stale
-pixels. Entries are written to a temporary file and renamed, so processes sharing a cache (several
+pixels. Entries are written atomically (``atomic_write``), so processes sharing a cache (several
 ranks decoding at once) never read a half-written entry.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from metaloss.core.harness import atomic_write
 
 # Bump when the decoding changes, so old entries are not reused.
 _FORMAT = 1
@@ -45,17 +45,13 @@ def cached_arrays(
     if hit is not None:
         return hit
     images, labels = compute()
-    path = _entry_path(cache_dir, tag, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, images=images, labels=labels)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(_entry_path(cache_dir, tag, key), lambda tmp: _save(tmp, images, labels))
     return images, labels
+
+
+def _save(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a bare path
+        np.savez(f, images=images, labels=labels)
 
 
 def _entry_path(cache_dir: Path, tag: str, key: dict) -> Path:

@@ -107,7 +107,7 @@ def toy(tmp_path, monkeypatch):
                 unit.finish({"acc": acc})
 
     recipe = Recipe("toy", "a toy recipe", config_path, run_toy)
-    monkeypatch.setattr(launch, "discover_recipes", lambda: {"toy": recipe})
+    monkeypatch.setattr(launch, "discover_recipes", lambda only=None: {"toy": recipe})
     return calls
 
 

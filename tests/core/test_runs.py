@@ -138,15 +138,22 @@ def test_seed_everything_and_rng_state_round_trip():
 
 
 def test_core_imports_with_only_torch_numpy_and_scikit_learn():
-    # The launch extra and every domain library are blocked: all of metaloss.core must import.
+    # The launch extra and every domain library are blocked: all of metaloss.core must import,
+    # but for the config schemas, which need pydantic and say which extra provides it.
     code = (
         "import importlib, pkgutil, sys\n"
-        "for name in ('yaml', 'matplotlib', 'tqdm', 'accelerate', 'timm', 'torchvision',\n"
+        "for name in ('yaml', 'matplotlib', 'tqdm', 'accelerate', 'pydantic', 'timm', 'torchvision',\n"
         "             'transformers', 'datasets', 'pyarrow'):\n"
         "    sys.modules[name] = None\n"
         "import metaloss.core\n"
+        "needs_extra = []\n"
         "for mod in pkgutil.walk_packages(metaloss.core.__path__, 'metaloss.core.'):\n"
-        "    importlib.import_module(mod.name)\n"
+        "    try:\n"
+        "        importlib.import_module(mod.name)\n"
+        "    except ImportError as err:\n"
+        "        assert 'pip install metaloss-core[launch]' in str(err), (mod.name, err)\n"
+        "        needs_extra.append(mod.name)\n"
+        "assert needs_extra == ['metaloss.core.harness.schema'], needs_extra\n"
         "try:\n"
         "    metaloss.core.harness.config.resolve_config({'a': 1}, ['a=2'])\n"
         "except ImportError as err:\n"

@@ -54,5 +54,6 @@ def test_coreset_recipe_on_a_finished_kd_run(tmp_path):
     for r in results.values():
         assert r["subset_size"] == 30  # 25% of the 120 training images
         assert 0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["subset_noisy_rate"] <= 1.0
-    with pytest.raises(FileNotFoundError, match="is not a run folder"):
-        launch(["coreset", f"source_run={tmp_path / 'nowhere'}", "--run-dir", str(tmp_path / "cs2")])
+    # a source that is not a run folder is refused before any work (tests/vision/test_recipe_catalog.py)
+    assert launch(["coreset", f"source_run={tmp_path / 'nowhere'}", "--run-dir", str(tmp_path / "cs2")]) == 2
+    assert not (tmp_path / "cs2").exists()

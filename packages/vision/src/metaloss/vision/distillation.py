@@ -36,26 +36,13 @@ from metaloss.core import (
     trust_by_group,
 )
 from metaloss.core.harness import Run, Selected, atomic_write, open_run, predict, seed_everything
+from metaloss.vision_catalog import METHODS, teacher_seed
 
 from .data import ImageSplits, eval_transform, load_image_splits, make_loader
 from .models import create_model
 from .noise import NOISE_GENERATORS
-from .teachers import teacher_seed
 from .training import fit_images
 
-# method -> (which guides, how they are mixed)
-METHODS = {
-    "ce": ("none", "none"),
-    "kd": ("teacher", "fixed"),
-    "amal": ("teacher", "amal"),
-    "amal_early": ("snapshots", "amal"),
-    "amal_multi": ("all", "amal"),
-    "takd": ("chain", "fixed"),
-    "dgkd": ("dense", "dropout"),
-    "dgkd_amal": ("dense", "amal"),
-    "self_kd": ("self", "fixed"),
-    "self_amal": ("self", "amal"),
-}
 MIXINGS = ("none", "fixed", "dropout", "amal")
 
 

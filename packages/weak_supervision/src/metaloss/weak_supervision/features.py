@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
+from metaloss.weak_supervision_catalog import FEATURE_KINDS
+
 from .data import RuleData
 
-KINDS = ("tfidf", "bow", "shipped", "sentence")
+KINDS = FEATURE_KINDS
 SPLITS = ("labeled", "unlabeled", "validation", "test")
 
 

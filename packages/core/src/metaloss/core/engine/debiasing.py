@@ -62,7 +62,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from sklearn.neighbors import KNeighborsRegressor
 
 from ..checks import check_choice, check_int, check_positive
 
@@ -129,7 +128,7 @@ class DebiasingWeights:
         self.eps = check_positive("eps", eps)
         if self.eps >= 1:
             raise ValueError(f"eps must be a small number in (0, 1), got {eps}")
-        self._knn: KNeighborsRegressor | None = None
+        self._knn = None  # a fitted sklearn KNeighborsRegressor
 
     def fit(self, teacher_probs, student_probs, labels) -> DebiasingWeights:
         """Fit the k-NN regression on a validation set with true ``labels``."""
@@ -144,6 +143,9 @@ class DebiasingWeights:
         wrong = teacher.argmax(axis=1) != labels
         distortion = np.where(wrong, self._distortion(teacher, student, labels), 1.0)
         response = np.stack([wrong.astype(np.float64), distortion], axis=1)
+        # imported here: scikit-learn costs seconds at import, and only fitting needs it
+        from sklearn.neighbors import KNeighborsRegressor
+
         self._knn = KNeighborsRegressor(n_neighbors=k, weights="uniform")
         self._knn.fit(self._covariate(teacher, student), response)
         self.k_ = k

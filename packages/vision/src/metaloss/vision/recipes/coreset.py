@@ -18,17 +18,16 @@ set the lambdas were learnt on.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 
-from metaloss.core.harness import Recipe, Run, Selected, open_run, seed_everything
+from metaloss.core.harness import Run, Selected, open_run, seed_everything
 
 from ..distillation import fit_student, make_setting, scaled_epochs
 from ..models import create_model
 
-STRATEGIES = {
+STRATEGIES = {  # the names are CORESET_STRATEGIES (the config schema's choices)
     "lambda_sq": lambda lp, la, floor: lp**2 + la**2,
     "lambda_diff": lambda lp, la, floor: (lp - la).abs(),
     "lambda_ratio": lambda lp, la, floor: la / lp.clamp_min(floor),
@@ -92,10 +91,3 @@ def _train_on_subset(run, accelerator, setting, unit, model, subset: torch.Tenso
     selected.metrics |= {"subset_size": len(subset), "subset_noisy_rate": float(noisy.float().mean())}
     return selected
 
-
-RECIPE = Recipe(
-    name="coreset",
-    description="AMAL Table 1: CE on 20% subsets drawn from a finished kd run's lambdas vs at random",
-    default_config=Path(__file__).with_name("coreset.yaml"),
-    main=main,
-)

@@ -28,37 +28,17 @@ assistant with the same stochastic guide dropout as the student (Son et al. §3.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from accelerate import Accelerator
 
-from metaloss.core.harness import Recipe, Run
+from metaloss.core.harness import Run
 
-from ..distillation import METHODS, Guides, make_setting, scaled_epochs, train_student
+from ..distillation import Guides, make_setting, scaled_epochs, train_student
 from ..plots import plot_lambda_histograms
-from ..teachers import check_shared_teacher, teacher_seed
-
-
-def check_settings(cfg: dict) -> None:
-    """Combinations that would silently give a wrong experiment: fail before any work."""
-    check_shared_teacher(cfg)
-    if cfg["teacher"]["labels"] not in ("noisy", "clean"):
-        raise ValueError(f"teacher.labels must be 'noisy' or 'clean', got {cfg['teacher']['labels']!r}")
 
 
 def main(run: Run) -> None:
     cfg = run.config
-    check_settings(cfg)
-    unknown = sorted(set(cfg["methods"]) - set(METHODS))
-    if unknown:
-        raise ValueError(f"methods must be drawn from {sorted(METHODS)}, got unknown {unknown}")
-    if any(METHODS[m][0] in ("all", "chain", "dense") for m in cfg["methods"]) and not cfg["assistants"]:
-        raise ValueError("takd, dgkd, dgkd_amal and amal_multi need at least one entry in assistants")
-    if any(METHODS[m][0] == "snapshots" for m in cfg["methods"]) and not cfg["teacher"]["snapshot_epochs"]:
-        raise ValueError("amal_early needs teacher.snapshot_epochs (the early-stopped teachers)")
     epochs = scaled_epochs(cfg)
-    check_teacher_source(cfg)
     accelerator = Accelerator()
     tables = []
     for seed in cfg["seeds"]:
@@ -72,35 +52,3 @@ def main(run: Run) -> None:
         plot_lambda_histograms(tables, run.dir / "plots",
                                names={"label_noisy": ("training label corrupted", "label clean")})
 
-
-def check_teacher_source(cfg: dict) -> None:
-    """A teacher reused from another run must have learnt from the same data, schedule and seeds."""
-    source = cfg["teacher"]["from_run"]
-    if not source:
-        return
-    saved_path = Path(source) / "config.yaml"
-    if not saved_path.is_file():
-        raise FileNotFoundError(f"teacher.from_run={source!r} is not a run folder (no config.yaml)")
-    saved = yaml.safe_load(saved_path.read_text())
-    mine = {**cfg["teacher"], "from_run": ""}
-    data_now, data_then = dict(cfg["data"]), dict(saved["data"])
-    if cfg["teacher"]["labels"] == "clean":  # the teacher never saw the student's label noise
-        for key in ("label_noise", "noise"):
-            data_now.pop(key), data_then.pop(key)
-    for key, a, b in (("data", data_then, data_now), ("teacher", saved["teacher"], mine),
-                      ("optim", saved["optim"], cfg["optim"]), ("schedule_scale", saved["schedule_scale"],
-                                                                cfg["schedule_scale"])):
-        if a != b:
-            raise ValueError(f"teacher.from_run: the run in {source} has {key} = {a!r}, this run {b!r}")
-    seeds = sorted({teacher_seed(cfg, s) for s in cfg["seeds"]})
-    missing = [s for s in seeds if not (Path(source) / "results" / f"teacher-seed{s}.json").exists()]
-    if missing:
-        raise ValueError(f"teacher.from_run: the run in {source} has no finished teacher for seeds {missing}")
-
-
-RECIPE = Recipe(
-    name="kd",
-    description="image KD: CE, KD, AMAL, multi-teacher AMAL, TAKD, DGKD, self-distillation (CIFAR)",
-    default_config=Path(__file__).with_name("kd.yaml"),
-    main=main,
-)

@@ -11,13 +11,12 @@ Test accuracy is reported at the validation-selected epoch, mean +- std over see
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from accelerate import Accelerator
 
 from metaloss.core import AMAL, cross_entropy, epoch_batches, trust_by_group
-from metaloss.core.harness import Recipe, Run, seed_everything
+from metaloss.core.harness import Run, seed_everything
+from metaloss.vision_catalog import KD_DIGITS_MIXING as MIXING
 
 from ..data import DigitsSplits, load_digits_splits
 from ..distillation import distillation_losses, mixed_loss
@@ -25,9 +24,6 @@ from ..models.mlp import MLP
 from ..noise import symmetric_noise
 from ..plots import plot_lambda_histograms
 from ..training import accuracy, fit
-
-# method -> how CE on the label and KD from the teacher are mixed (see distillation.mixed_loss)
-MIXING = {"ce": "none", "kd": "fixed", "amal": "amal"}
 
 
 def main(run: Run) -> None:
@@ -116,10 +112,3 @@ def _fit(run, accelerator, unit, model, splits, train_idx, loss_fn, epochs, amal
                evaluate=lambda m: {"val_acc": accuracy(m, [val]), "test_acc": accuracy(m, [test])},
                amal=amal, amal_losses=by_position, amal_val_batches=[val])
 
-
-RECIPE = Recipe(
-    name="kd_digits",
-    description="CE vs KD vs AMAL: MLP teacher -> 8-unit student, UCI digits, 40% label noise (~30 s)",
-    default_config=Path(__file__).with_name("kd_digits.yaml"),
-    main=main,
-)

@@ -6,11 +6,9 @@ trained once serves many student runs. Same config file as ``kd`` (``kd.yaml``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from accelerate import Accelerator
 
-from metaloss.core.harness import Recipe, Run
+from metaloss.core.harness import Run
 
 from ..distillation import Guides, make_setting, scaled_epochs
 
@@ -20,10 +18,3 @@ def main(run: Run) -> None:
     for seed in run.config["seeds"]:
         Guides(run, accelerator, make_setting(run.config, seed), scaled_epochs(run.config)).get("teacher")
 
-
-RECIPE = Recipe(
-    name="train_teacher",
-    description="train the kd recipe's teacher alone, saving snapshots at teacher.snapshot_epochs",
-    default_config=Path(__file__).with_name("kd.yaml"),
-    main=main,
-)

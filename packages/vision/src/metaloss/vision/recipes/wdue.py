@@ -29,21 +29,20 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
 from metaloss.core import DebiasingWeights, InstanceWeights, composition_weights, fidelity_weights
-from metaloss.core.harness import Recipe, Run, Selected, predict, seed_everything
+from metaloss.core.harness import Run, Selected, predict, seed_everything
+from metaloss.vision_catalog import WDUE_METHODS, teacher_seed
 
 from ..data import ImageDataset, ImageSplits, load_image_splits, load_train_rows
 from ..models import create_model
-from ..teachers import teacher_seed
 from ..training import accuracy, eval_batches, fit_images
 
-METHODS = ("unweighted", "weighted", "fidelity", "composition", "oracle_filter")
+METHODS = WDUE_METHODS
 
 
 @dataclass
@@ -217,10 +216,3 @@ def predict_probs(model, dataset, device, cfg: dict, temperature: float = 1.0) -
     batches = eval_batches(dataset, workers=cfg["data"]["workers"])
     return F.softmax(predict(model, (x for x, _ in batches), device) / temperature, dim=1)
 
-
-RECIPE = Recipe(
-    name="wdue",
-    description="distillation with unlabeled examples: unweighted vs WDUE weights vs fidelity vs oracle",
-    default_config=Path(__file__).with_name("wdue.yaml"),
-    main=main,
-)

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from metaloss.weak_supervision_catalog import DATASETS
+
 from ..labeling import ABSTAIN, apply_lfs, check_lf_matrix, lf_classes
 from ..sms_rules import SMS_RULES
 from .paths import data_root
 from .wrench import WeakSplit, read_class_names, read_wrench
 
-DATASETS = ("youtube", "sms", "imdb")
 METRICS = {"youtube": "accuracy", "sms": "macro_f1", "imdb": "accuracy"}
 IMDB_SIZES = {"labeled": 284, "unlabeled": 852, "validation": 284}
 

@@ -22,7 +22,6 @@ the feature model (L2, L4, quality guides) in every method but ``only_l``.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +37,6 @@ from metaloss.core import (
     mix_losses,
 )
 from metaloss.core.harness import (
-    Recipe,
     Run,
     Selected,
     Unit,
@@ -49,27 +47,17 @@ from metaloss.core.harness import (
 )
 
 from ..cage import CAGE
-from ..data import DATASETS, RuleData, load_rule_dataset
+from ..data import RuleData, load_rule_dataset
 from ..features import make_features
 from ..labeling import ABSTAIN
 from ..models import FeatureModel
 from ..spear import UNLABELED, SpearObjective
-
-METHODS = ("only_l", "spear", "l2r", "mwnet", "amal")
 
 
 def main(run: Run) -> None:
     cfg = run.config
     # The models are tiny (one linear layer, a C x m CAGE table): extra threads only add overhead.
     torch.set_num_threads(cfg["threads"])
-    if cfg["data"]["unlabeled"] not in ("all", "covered"):
-        raise ValueError(f"data.unlabeled must be 'all' or 'covered', got {cfg['data']['unlabeled']!r}")
-    if not cfg["amal"]["lr"]:
-        raise ValueError("amal.lr must list at least one lambda learning rate")
-    for key, allowed in (("datasets", DATASETS), ("methods", METHODS)):
-        unknown = sorted(set(cfg[key]) - set(allowed))
-        if unknown or not cfg[key]:
-            raise ValueError(f"{key} must be a non-empty list drawn from {list(allowed)}, got {cfg[key]}")
     for dataset in cfg["datasets"]:
         for seed in cfg["seeds"]:
             units = {m: run.unit(f"{dataset}-{m}", seed) for m in cfg["methods"]}
@@ -203,10 +191,3 @@ def _feature_loss(method, model, x, idx, objective, amal, vnet, x_val, val_loss,
         weights = w.detach().to(columns).unsqueeze(1).expand_as(columns)
     return mix_losses(columns, weights)
 
-
-RECIPE = Recipe(
-    name="rule_denoising",
-    description="YouTube / SMS / IMDB rule denoising: Only-L, SPEAR, L2R, MW-Net, AMAL (AMAL Table 2)",
-    default_config=Path(__file__).with_name("rule_denoising.yaml"),
-    main=main,
-)

@@ -1,0 +1,105 @@
+"""Typed recipe configs: the type, range or choices and meaning of every key, checked before any work.
+
+A recipe declares a pydantic model of its config (``Recipe(schema=...)``); the
+launcher validates the resolved config against it before a run folder or a
+model exists, and ``tools/run.py RECIPE --show-config`` prints every key with
+its default and description.
+
+Why pydantic rather than dataclasses: nested sections, ``Literal`` choices and
+numeric bounds are validated with the failing key's location, cross-key rules
+are model validators, and each ``Field``'s description is the key's
+documentation; with dataclasses each of these would be hand-written again.
+The YAML file beside the recipe stays the one place for default values: the
+schema declares what a key may hold and what it means, never its default.
+Strict types: a bool is not an int and a number is not a string; an int is
+accepted where a float is expected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from ..optional import import_extra
+from .config import ConfigError
+
+pydantic = import_extra("pydantic")
+
+Field = pydantic.Field
+model_validator = pydantic.model_validator
+
+
+class Section(pydantic.BaseModel):
+    """A config section: unknown keys are refused, types are strict."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+Seeds = Annotated[list[Seed], Field(min_length=1)]
+# accelerate's tracker names (accelerate.tracking): where Run.log also sends metrics
+Tracker = Literal["tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab",
+                  "trackio"]
+
+
+def names_from(choices) -> object:
+    """The type of a non-empty list of names drawn from ``choices`` (e.g. a recipe's methods)."""
+    return Annotated[list[Literal[tuple(choices)]], Field(min_length=1)]
+
+
+class RecipeConfig(Section):
+    """Keys every recipe has."""
+
+    trackers: list[Tracker] = Field(
+        description="also send every logged metric to these accelerate trackers (e.g. [tensorboard]); "
+                    "[]: only metrics.jsonl")
+
+
+def validate_config(schema: type[Section], config: dict) -> None:
+    """Raise ``ConfigError`` with one line per problem if ``config`` does not fit ``schema``."""
+    try:
+        schema.model_validate(config)
+    except pydantic.ValidationError as err:
+        raise ConfigError("; ".join(_describe(e) for e in err.errors())) from None
+
+
+_BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def _describe(error: dict) -> str:
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("missing", "extra_forbidden"):
+        return f"{key}: {message.lower()}"
+    if error["type"].startswith("value_error") or error["type"] == "assertion_error":
+        # a cross-key rule names its keys itself
+        named = not key or message.split(" ")[0].rstrip(":").startswith(key)
+        return message if named else f"{key}: {message}"
+    if error["type"] in _BOUNDS:
+        message = message.replace("Input should be ", "Input should be a number ")
+    expected = message.replace("Input should be ", "expected ").replace("Input should have ", "expected ")
+    expected = expected.replace("List should have ", "expected ").replace(" after validation", "")
+    return f"{key}: {expected}, got {error['input']!r}"
+
+
+def describe_keys(schema: type[Section], defaults: dict) -> list[tuple[str, object, str]]:
+    """``(dotted key, default, description)`` for every leaf key of ``schema``, in the YAML's order."""
+    rows = []
+    for name, value in defaults.items():
+        field = schema.model_fields.get(name)
+        if field is None:
+            continue
+        section = _section_type(field.annotation)
+        if section is not None and isinstance(value, dict):
+            rows += [(f"{name}.{key}", default, text) for key, default, text in describe_keys(section, value)]
+        else:
+            rows.append((name, value, field.description or ""))
+    return rows
+
+
+def _section_type(annotation) -> type[Section] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None

@@ -20,31 +20,40 @@ def _results(method, values, key="acc"):
 def test_summary_cells_are_mean_and_sample_std():
     table = summary_table(_results("ce", [1, 2, 3]) + _results("kd", [0.91234]))
     lines = table.splitlines()
-    assert lines[0] == "| method | acc |"
-    assert lines[1] == "|---|---|"
-    assert lines[2] == "| ce | 2 ± 1 (n=3) |"
-    assert lines[3] == "| kd | 0.9123 (n=1) |"
+    assert lines[0] == "| method | n | acc |"
+    assert lines[1] == "|---|---|---|"
+    assert lines[2] == "| ce | 3 | 2.000 ± 1.000 |"
+    assert lines[3] == "| kd | 1 | 0.912 |"
 
 
-def test_summary_uses_four_significant_digits_and_first_appearance_order():
+def test_summary_has_one_precision_per_column_and_first_appearance_order():
+    # four significant digits of the column's largest mean, for every cell of the column
     results = _results("kd", [91.2345, 91.2345]) + _results("ce", [0.5, 1.5])
     lines = summary_table(results).splitlines()
-    assert lines[2] == "| kd | 91.23 ± 0 (n=2) |"
-    assert lines[3] == "| ce | 1 ± 0.7071 (n=2) |"
+    assert lines[2] == "| kd | 2 | 91.23 ± 0.00 |"
+    assert lines[3] == "| ce | 2 | 1.00 ± 0.71 |"
+    accuracies = _results("amal", [0.9441, 0.9673]) + _results("ce", [0.8398, 0.8102, 0.8])
+    lines = summary_table(accuracies).splitlines()
+    assert lines[2:] == ["| amal | 2 | 0.9557 ± 0.0164 |", "| ce | 3 | 0.8167 ± 0.0207 |"]
+
+
+def test_summary_prints_whole_numbers_without_decimals():
+    lines = summary_table(_results("ce", [4, 4]) + _results("kd", [11]), metrics=["acc"]).splitlines()
+    assert lines[2:] == ["| ce | 2 | 4 ± 0 |", "| kd | 1 | 11 |"]
 
 
 def test_summary_default_columns_skip_seed_and_non_numbers():
     results = [{"method": "ce", "seed": 0, "note": "x", "flag": True, "a": 1, "b": None},
                {"method": "ce", "seed": 1, "a": 3, "b": 2.0}]
     lines = summary_table(results).splitlines()
-    assert lines[0] == "| method | a | b |"
-    assert lines[2] == "| ce | 2 ± 1.414 (n=2) | 2 (n=1) |"
+    assert lines[0] == "| method | n | a | b |"
+    assert lines[2] == "| ce | 2 | 2.000 ± 1.414 | 2 |"
 
 
 def test_summary_chosen_metrics_and_missing_values():
     lines = summary_table(_results("ce", [1.0]), metrics=["acc", "loss"]).splitlines()
-    assert lines[0] == "| method | acc | loss |"
-    assert lines[2] == "| ce | 1 (n=1) | - |"
+    assert lines[0] == "| method | n | acc | loss |"
+    assert lines[2] == "| ce | 1 | 1 | - |"
 
 
 def test_summary_validates_its_inputs():

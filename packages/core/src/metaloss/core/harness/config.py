@@ -181,3 +181,14 @@ def _differences(saved, now, path: str = "") -> list[str]:
     if saved == now and type(saved) is type(now):
         return []
     return [f"{path or 'config'}: {saved!r} in the folder, {now!r} now"]
+
+
+def flat_config(config: dict, prefix: str = "") -> dict[str, object]:
+    """``config`` with its nested sections as dotted keys (``optim.lr``), in order."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flat_config(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

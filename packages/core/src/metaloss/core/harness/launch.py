@@ -26,7 +26,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from ..optional import import_extra
-from .config import ConfigError, apply_config_file, check_run_dir, resolve_config, run_dir_for
+from .config import ConfigError, apply_config_file, check_run_dir, flat_config, resolve_config, run_dir_for
 from .files import atomic_write
 from .run import Run, rank_and_world_size
 
@@ -86,7 +86,7 @@ class Recipe:
             from .schema import describe_keys
 
             return describe_keys(self.schema, config)
-        return [(key, value, "") for key, value in _flatten(config)]
+        return [(key, value, "") for key, value in flat_config(config).items()]
 
     def load_defaults(self) -> dict:
         """The recipe's default config, read from its YAML file."""
@@ -133,16 +133,6 @@ def _load(ep) -> Recipe:
     if recipe.name != ep.name:
         raise ValueError(f"entry point {ep.name!r} = {ep.value!r} loads a recipe named {recipe.name!r}")
     return recipe
-
-
-def _flatten(config: dict, prefix: str = "") -> list[tuple[str, object]]:
-    items = []
-    for key, value in config.items():
-        if isinstance(value, dict):
-            items += _flatten(value, f"{prefix}{key}.")
-        else:
-            items.append((f"{prefix}{key}", value))
-    return items
 
 
 def _show_config(recipe: Recipe, config: dict) -> None:

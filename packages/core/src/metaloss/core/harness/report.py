@@ -35,14 +35,16 @@ def _seed_key(seed) -> tuple:
 
 
 def summary_table(results: list[dict], metrics: list[str] | None = None) -> str:
-    """A Markdown table: one row per method, one ``mean ± std (n=K)`` cell per metric.
+    """A Markdown table: one row per method, its count ``n``, one ``mean ± std`` cell per metric.
 
     Args:
         results: unit results, each a dict with a ``"method"`` key. Methods keep
             the order in which they first appear.
         metrics: the columns; by default every numeric key except ``"seed"``.
     The std is the sample std over seeds (ddof=1); a single value prints alone.
-    A cell with no value prints ``-``.
+    Every cell of a column has the same number of decimals: four significant
+    digits of the column's largest mean (none where every value is a whole
+    number, like an epoch). A cell with no value prints ``-``.
     """
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise TypeError(f"results must be a list of dicts, got {type(results).__name__}")
@@ -51,15 +53,42 @@ def summary_table(results: list[dict], metrics: list[str] | None = None) -> str:
         raise ValueError(f"every result needs a 'method' key; results at {missing} have none")
     metrics = _numeric_keys(results) if metrics is None else _check_metrics(metrics)
     methods = list(dict.fromkeys(str(r["method"]) for r in results))
+    rows = {m: [r for r in results if str(r["method"]) == m] for m in methods}
+    columns = []
+    for metric in metrics:
+        stats = [_mean_and_std([r[metric] for r in rows[m] if _is_number(r.get(metric))]) for m in methods]
+        decimals = _decimals([x for stat in stats if stat for x in stat if x is not None])
+        columns.append([_cell(stat, decimals) for stat in stats])
     lines = [
-        "| " + " | ".join(["method", *metrics]) + " |",
-        "|---" * (len(metrics) + 1) + "|",
+        "| " + " | ".join(["method", "n", *metrics]) + " |",
+        "|---" * (len(metrics) + 2) + "|",
     ]
-    for method in methods:
-        rows = [r for r in results if str(r["method"]) == method]
-        cells = [_cell([r[m] for r in rows if _is_number(r.get(m))]) for m in metrics]
-        lines.append("| " + " | ".join([method, *cells]) + " |")
+    for i, method in enumerate(methods):
+        lines.append("| " + " | ".join([method, str(len(rows[method])), *(c[i] for c in columns)]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _mean_and_std(values: list[float]) -> tuple[float, float | None] | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return float(values[0]), None
+    return float(np.mean(values)), float(np.std(values, ddof=1))
+
+
+def _decimals(numbers: list[float]) -> int:
+    """Four significant digits of the largest magnitude; none if every number is whole."""
+    if all(float(x).is_integer() for x in numbers):
+        return 0
+    largest = max(abs(x) for x in numbers)
+    return min(6, max(0, 3 - math.floor(math.log10(largest)))) if largest > 0 else 4
+
+
+def _cell(stat: tuple[float, float | None] | None, decimals: int) -> str:
+    if stat is None:
+        return "-"
+    mean, std = stat
+    return f"{mean:.{decimals}f}" if std is None else f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def _check_metrics(metrics) -> list[str]:
@@ -77,19 +106,6 @@ def _numeric_keys(records: Iterable[dict], exclude: Iterable[str] = ("seed",)) -
     exclude = set(exclude)
     keys = (k for r in records for k, v in r.items() if k not in exclude and _is_number(v))
     return list(dict.fromkeys(keys))
-
-
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{_fmt(values[0])} (n=1)"
-    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
-    return f"{_fmt(mean)} ± {_fmt(std)} (n={len(values)})"
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
 
 
 def read_metrics(metrics_jsonl: str | Path) -> list[dict]:

@@ -22,6 +22,7 @@ module does not depend on accelerate.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -30,9 +31,13 @@ from pathlib import Path
 import torch
 
 from ..optional import import_extra
+from .config import flat_config
 from .files import to_jsonable
 from .report import write_report
 from .unit import Unit
+
+log = logging.getLogger(__name__)
+_ID_KEYS = ("method", "seed", "epoch")  # a record's identity, not a metric
 
 
 def rank_and_world_size() -> tuple[int, int]:
@@ -66,6 +71,7 @@ class Run:
         self.recipe = recipe
         # The order units were asked for: the summary's rows follow it.
         self._unit_order: list[tuple[str, int]] = []
+        self._tracking = None  # an accelerate Accelerator holding the config's trackers, opened on first log
         if self.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
 
@@ -91,6 +97,25 @@ class Run:
         if self.is_main:
             with open(self.dir / "metrics.jsonl", "a") as f:
                 f.write(line + "\n")
+            self._track(record)
+
+    def _track(self, record: dict) -> None:
+        """Send ``record``'s numbers to the config's ``trackers`` as ``<method>/seed<seed>/<metric>``."""
+        trackers = self.config.get("trackers") or []
+        if not trackers:
+            return
+        if self._tracking is None:
+            accelerate = import_extra("accelerate")
+            self._tracking = accelerate.Accelerator(log_with=list(trackers), project_dir=str(self.dir))
+            # trackers take scalars as hyperparameters: lists and None as text
+            hyper = {k: v if isinstance(v, (int, float, str)) else str(v)
+                     for k, v in flat_config(self.config).items()}
+            self._tracking.init_trackers(self.recipe, config=hyper)
+        unit = f"{record['method']}/seed{record['seed']}/" if "method" in record and "seed" in record else ""
+        values = {f"{unit}{k}": v for k, v in record.items()
+                  if k not in _ID_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if values:
+            self._tracking.log(values, step=record.get("epoch"))
 
     def unit(self, method: str, seed: int) -> Unit:
         """The unit for one (method, seed) of this run."""
@@ -99,18 +124,34 @@ class Run:
             self._unit_order.append((method, seed))
         return unit
 
-    def progress(self, iterable, **tqdm_kwargs):
-        """``iterable`` wrapped in a tqdm bar on stderr, shown on rank 0 only."""
-        tqdm = import_extra("tqdm").tqdm
-        kwargs = {"file": sys.stderr, "disable": not self.is_main, "dynamic_ncols": True}
-        return tqdm(iterable, **{**kwargs, **tqdm_kwargs})
+    def progress(self, iterable, desc: str = "", **tqdm_kwargs):
+        """``iterable`` (a unit's epochs) with its progress shown on rank 0.
+
+        On a terminal: a tqdm bar on stderr. Redirected to a file: no bar (its
+        refreshes would fill the log), one log line when the loop ends.
+        """
+        if self.is_main and sys.stderr.isatty():
+            tqdm = import_extra("tqdm").tqdm
+            return tqdm(iterable, desc=desc, file=sys.stderr, dynamic_ncols=True, **tqdm_kwargs)
+        return self._timed(iterable, desc)
+
+    def _timed(self, iterable, desc: str):
+        start, count = time.perf_counter(), 0
+        for item in iterable:
+            count += 1
+            yield item
+        if self.is_main and count:
+            log.info("%s: %d epochs in %.1f s", desc, count, time.perf_counter() - start)
 
     def finalize(self, metrics: list[str] | None = None) -> None:
         """Write ``results.json``, ``summary.md`` and ``plots/`` and print the table (rank 0)."""
         if not self.is_main:
             return
         table = write_report(self.dir, self.recipe, metrics, order=self._unit_order)
+        if self._tracking is not None:
+            self._tracking.end_training()
         print(table)
 
     def __repr__(self) -> str:
         return f"Run(dir={str(self.dir)!r}, recipe={self.recipe!r})"
+

@@ -195,3 +195,13 @@ def test_cifar_resnet_still_uses_the_shared_factory():
     with pytest.raises(TypeError, match="cifar_resnet20 has a fixed depth of 20"):
         timm.create_model("cifar_resnet20", depth=56)
     assert isinstance(timm.create_model("cifar_resnet8"), CifarResNet)
+
+
+def test_importing_metaloss_vision_registers_the_cifar_models_in_timm():
+    import subprocess
+    import sys
+
+    code = ("import metaloss.vision, timm\n"
+            "print(type(timm.create_model('cifar_resnet8', num_classes=10)).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "CifarResNet", done.stderr

@@ -40,8 +40,8 @@ def test_sentence_embeddings_from_the_local_minilm_are_unit_vectors_that_group_m
 def test_feature_model_splits_features_and_linear_head_for_last_layer_mode():
     lr, mlp = FeatureModel(10, 2), FeatureModel(10, 3, hidden=8)
     x = torch.randn(4, 10)
-    assert torch.equal(lr.forward_features(x), x) and lr.get_classifier() is lr.head
-    assert mlp.forward_head(mlp.forward_features(x), pre_logits=True).shape == (4, 8)
-    assert torch.allclose(mlp(x), mlp.head(mlp.forward_features(x)))
+    assert torch.equal(lr.forward_pre_logits(x), x) and lr.get_classifier() is lr.head
+    assert mlp.forward_pre_logits(x).shape == (4, 8)
+    assert torch.allclose(mlp(x), mlp.head(mlp.forward_pre_logits(x)))
     with pytest.raises(ValueError, match="num_classes"):
         FeatureModel(10, 1)

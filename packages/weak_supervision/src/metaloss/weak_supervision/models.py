@@ -1,8 +1,8 @@
 """The feature model P_theta(y | x): logistic regression or a small MLP over fixed features.
 
-Both expose timm's ``forward_features`` / ``forward_head`` / ``get_classifier``
-split, so core's last-layer hypergradient applies; for logistic regression the
-"features" are the inputs and the last-layer look-ahead is exact.
+It implements core's ``LinearHeadModel`` contract (``forward_pre_logits`` and
+``get_classifier``), so core's last-layer hypergradient applies; for logistic
+regression the "features" are the inputs and the last-layer look-ahead is exact.
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ class FeatureModel(nn.Module):
                      if hidden else nn.Identity())
         self.head = nn.Linear(hidden or in_features, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's input: the inputs themselves, or the hidden layer's output."""
         return self.body(x)
-
-    def forward_head(self, h: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return h if pre_logits else self.head(h)
 
     def get_classifier(self) -> nn.Linear:
         return self.head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.head(self.forward_pre_logits(x))

@@ -1,7 +1,7 @@
 """Multi-layer perceptrons for small flat inputs (the 8x8 digits).
 
-They follow timm's split (``forward_features`` / ``forward_head`` /
-``get_classifier``), which core's last-layer hypergradient uses.
+They implement core's ``LinearHeadModel`` contract (``forward_pre_logits`` and
+``get_classifier``), which last-layer mode uses (``metaloss.core.resolve_split``).
 """
 
 from __future__ import annotations
@@ -29,14 +29,12 @@ class MLP(nn.Module):
         self.num_features, self.num_classes = width, num_classes
         self.fc = nn.Linear(width, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's input: the last hidden layer's output."""
         return self.body(x.flatten(1))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return x if pre_logits else self.fc(x)
 
     def get_classifier(self) -> nn.Linear:
         return self.fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.fc(self.forward_pre_logits(x))

@@ -206,7 +206,7 @@ def test_bad_inputs():
         DebiasingWeights(confidence="max")
     with pytest.raises(ValueError, match="teacher_labels must be one of"):
         DebiasingWeights(teacher_labels="logits")
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match="k must be an int >= 1, got 0"):
         DebiasingWeights(0)
     with pytest.raises(TypeError, match="k must be an int"):
         DebiasingWeights(2.5)

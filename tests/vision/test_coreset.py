@@ -39,7 +39,7 @@ def test_sampling_is_seeded_distinct_and_follows_the_scores():
     assert heavy > 4 * (len(a) - heavy)  # 9x the score: far more often drawn
     with pytest.raises(ValueError, match="fewer than the"):
         sample_coreset(torch.tensor([1.0, 0.0, 0.0, 0.0]), 0.5, seed=0)
-    with pytest.raises(ValueError, match="fraction must be in"):
+    with pytest.raises(ValueError, match=r"fraction must be a number in \(0, 1\]"):
         sample_coreset(scores, 0.0, seed=0)
 
 

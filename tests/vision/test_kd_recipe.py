@@ -90,7 +90,7 @@ def test_schedule_scale_scales_every_epoch_count(tmp_path):
     # milestones are the student's (150/180/210 of 240); a 60-epoch teacher gets them stretched
     assert milestones_for(config, 30) == [19, 22, 26]
     assert milestones_for(config, 60) == [38, 45, 52]
-    with pytest.raises(ValueError, match="schedule_scale must be in"):
+    with pytest.raises(ValueError, match=r"schedule_scale must be a number in \(0, 1\]"):
         scaled_epochs({**config, "schedule_scale": 1.5})
 
 

@@ -83,7 +83,7 @@ def test_create_model_num_classes_and_reset_classifier(name):
     assert model.num_classes == 7 and model.get_classifier().out_features == 7
     with torch.no_grad():
         assert model(x).shape == (2, 7)
-    with pytest.raises(ValueError, match="num_classes must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
         model.reset_classifier(0)
 
 
@@ -132,20 +132,20 @@ def test_registered_names_fix_their_arguments(name, key, value):
     (lambda: WideResNet(27, 2), r"6n \+ 4 with n >= 1 .* 10, 16, 22, 28.*got 27"),
     (lambda: WideResNet(4, 2), r"6n \+ 4.*got 4"),
     (lambda: WideResNet(28.0, 2), r"6n \+ 4.*got 28\.0"),
-    (lambda: WideResNet(28, -1), "widen_factor must be a positive int, got -1"),
-    (lambda: WideResNet(28, 2.5), "widen_factor must be a positive int, got 2.5"),
-    (lambda: WideResNet(16, 1, drop_rate=1.0), r"drop_rate must be a number in \[0, 1\), got 1.0"),
-    (lambda: WideResNet(16, 1, drop_rate=-0.1), r"drop_rate must be a number in \[0, 1\), got -0.1"),
-    (lambda: WideResNet(16, 1, num_classes=0), "num_classes must be a positive int, got 0"),
-    (lambda: WideResNet(16, 1, in_chans=0), "in_chans must be a positive int, got 0"),
+    (lambda: WideResNet(28, -1), "widen_factor must be an int >= 1, got -1"),
+    (lambda: WideResNet(28, 2.5), "widen_factor must be an int >= 1, got 2.5"),
+    (lambda: WideResNet(16, 1, drop_rate=1.0), r"drop_rate must be a probability in \[0, 1\), got 1.0"),
+    (lambda: WideResNet(16, 1, drop_rate=-0.1), r"drop_rate must be a probability in \[0, 1\), got -0.1"),
+    (lambda: WideResNet(16, 1, num_classes=0), "num_classes must be an int >= 1, got 0"),
+    (lambda: WideResNet(16, 1, in_chans=0), "in_chans must be an int >= 1, got 0"),
     (lambda: CifarDenseNet(depth=41), r"3L \+ 4 with L >= 1 .*got 41"),
-    (lambda: CifarDenseNet(growth_rate=0), "growth_rate must be a positive int, got 0"),
-    (lambda: CifarDenseNet(drop_rate=True), r"drop_rate must be a number in \[0, 1\), got True"),
+    (lambda: CifarDenseNet(growth_rate=0), "growth_rate must be an int >= 1, got 0"),
+    (lambda: CifarDenseNet(drop_rate=True), r"drop_rate must be a probability in \[0, 1\), got True"),
     (lambda: CifarMobileNet(0), "width_multiplier must be a positive finite number.*got 0"),
     (lambda: CifarMobileNet(-1.0), "width_multiplier must be a positive finite number.*got -1.0"),
     (lambda: CifarMobileNet(math.inf), "width_multiplier must be a positive finite number.*got inf"),
     (lambda: CifarMobileNet("2"), "width_multiplier must be a positive finite number.*got '2'"),
-    (lambda: CifarMobileNet(num_classes=-3), "num_classes must be a positive int, got -3"),
+    (lambda: CifarMobileNet(num_classes=-3), "num_classes must be an int >= 1, got -3"),
 ])
 def test_bad_arguments_are_explained(build, match):
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,4 @@
-"""Input validation shared by metaloss-core's public functions.
+"""Input validation shared by every metaloss package's public functions.
 
 Every check raises ``TypeError`` or ``ValueError`` with a message that names the
 argument, what was expected and what was given, so a user's mistake surfaces at
@@ -8,6 +8,7 @@ the call that made it instead of as a silent wrong answer later on.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -53,12 +54,37 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
     return float(value)
 
 
-def check_int(name: str, value, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+class InputTypeError(TypeError, ValueError):
+    """A value of the wrong type: also a ``ValueError``, since for the caller it is a wrong value."""
+
+
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int if it is one (a bool is not) and lies in [minimum, maximum]."""
+    bounds = [f">= {minimum}"] * (minimum is not None) + [f"<= {maximum}"] * (maximum is not None)
+    bound = " " + " and ".join(bounds) if bounds else ""
+    message = f"{name} must be an int{bound}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputTypeError(message)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(message)
+    return int(value)
+
+
+def check_unit_interval(name: str, value, *, low_open: bool = False, high_open: bool = False,
+                        what: str = "a number") -> float:
+    """Return ``value`` as a float if it lies in [0, 1] (``low_open``: > 0; ``high_open``: < 1)."""
+    interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+    message = f"{name} must be {what} in {interval}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(message)
+    if not (0 < value if low_open else 0 <= value) or not (value < 1 if high_open else value <= 1):
+        raise ValueError(message)
+    return float(value)
+
+
+def check_probability(name: str, value, *, high_open: bool = False) -> float:
+    """A probability in [0, 1] (``high_open``: [0, 1), e.g. a dropout or noise rate that must leave some)."""
+    return check_unit_interval(name, value, high_open=high_open, what="a probability")
 
 
 def check_choice(name: str, value, choices: Sequence[str]) -> str:

@@ -35,6 +35,7 @@ from metaloss.core import (
     mix_losses,
     trust_by_group,
 )
+from metaloss.core.checks import check_unit_interval
 from metaloss.core.harness import Run, Selected, atomic_write, open_run, predict, seed_everything
 from metaloss.vision_catalog import METHODS, teacher_seed
 
@@ -59,8 +60,7 @@ class Setting:
 def scaled_epochs(cfg: dict) -> dict:
     """Epoch counts after ``schedule_scale`` (one key scales the whole schedule for CPU runs)."""
     scale = cfg["schedule_scale"]
-    if not 0.0 < scale <= 1.0:
-        raise ValueError(f"schedule_scale must be in (0, 1], got {scale}")
+    check_unit_interval("schedule_scale", scale, low_open=True)
 
     def s(epochs: int) -> int:
         return max(1, round(epochs * scale))

@@ -16,7 +16,9 @@ import math
 
 import torch
 
-from .noise import _check_labels, _check_num_classes, _generator
+from metaloss.core.checks import check_int, check_unit_interval
+
+from .noise import check_class_labels, seeded_generator
 
 
 def long_tailed_counts(
@@ -27,9 +29,8 @@ def long_tailed_counts(
     With ``imbalance_ratio`` the factor is computed as ``imbalance_ratio^(-i / (C - 1))`` (so the tail
     is exactly ``n_max / imbalance_ratio`` before flooring), with ``mu`` as ``mu^i``.
     """
-    _check_num_classes(num_classes)
-    if isinstance(n_max, bool) or not isinstance(n_max, int) or n_max < 1:
-        raise ValueError(f"n_max must be a positive int, got {n_max!r}")
+    check_int("num_classes", num_classes, minimum=2)
+    check_int("n_max", n_max, minimum=1)
     if (imbalance_ratio is None) == (mu is None):
         raise ValueError("give exactly one of imbalance_ratio and mu, "
                          f"got imbalance_ratio={imbalance_ratio!r} and mu={mu!r}")
@@ -39,8 +40,7 @@ def long_tailed_counts(
             raise ValueError(f"imbalance_ratio must be a finite number >= 1, got {imbalance_ratio!r}")
         factors = [imbalance_ratio ** (-i / (num_classes - 1)) for i in range(num_classes)]
     else:
-        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0.0 < mu <= 1.0:
-            raise ValueError(f"mu must be a number in (0, 1], got {mu!r}")
+        check_unit_interval("mu", mu, low_open=True)
         factors = [mu**i for i in range(num_classes)]
     # The 1e-9 absorbs float error so that exact quotas (5000 / 100 = 50) are not floored to one less.
     counts = [math.floor(n_max * f + 1e-9) for f in factors]
@@ -68,9 +68,9 @@ def long_tailed_indices(
     with a generator seeded by ``seed``; the returned int64 indices are sorted ascending, so the
     subset keeps the dataset's order. A class with fewer examples than its quota is an error.
     """
-    _check_num_classes(num_classes)
-    _check_labels(labels, num_classes)
-    g = _generator(seed)
+    check_int("num_classes", num_classes, minimum=2)
+    check_class_labels(labels, num_classes)
+    g = seeded_generator(seed)
     available = torch.bincount(labels.long(), minlength=num_classes).tolist()
     if n_max is None:
         n_max = available[0]

@@ -29,17 +29,14 @@ from types import MappingProxyType
 
 import torch
 
+from metaloss.core.checks import check_int, check_probability
+
 # CIFAR-10 class indices: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 6 frog, 7 horse,
 # 8 ship, 9 truck. Patrini et al. 2017: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
 CIFAR10_ASYMMETRIC: Mapping[int, int] = MappingProxyType({9: 1, 2: 0, 4: 7, 3: 5, 5: 3})
 
 # Standard deviation of the per-example flip rates in Xia et al. 2020's generation.
 _FLIP_RATE_STD = 0.1
-
-
-def _check_num_classes(num_classes: int) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
 
 
 def _describe(value: object) -> str:
@@ -49,7 +46,7 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _check_labels(labels: torch.Tensor, num_classes: int | None, name: str = "labels") -> None:
+def check_class_labels(labels: torch.Tensor, num_classes: int | None, name: str = "labels") -> None:
     """1-D integer tensor with values in [0, num_classes - 1] (or just >= 0 when num_classes is None)."""
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point() \
             or labels.is_complex() or labels.dtype == torch.bool:
@@ -64,33 +61,23 @@ def _check_labels(labels: torch.Tensor, num_classes: int | None, name: str = "la
         raise ValueError(f"{name} must lie in [0, {num_classes - 1}], got values in [{low}, {high}]")
 
 
-def _check_rate(rate: float) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-        raise ValueError(f"rate must be a probability in [0, 1], got {rate!r}")
-
-
-def _generator(seed: int) -> torch.Generator:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
+def seeded_generator(seed: int) -> torch.Generator:
+    """A torch generator seeded with ``seed`` (an int): every draw here is reproducible."""
+    return torch.Generator().manual_seed(check_int("seed", seed))
 
 
 def _validate(labels: torch.Tensor, rate: float, num_classes: int | None, seed: int) -> torch.Generator:
     """Shared checks of every generator; returns the generator seeded with ``seed``."""
     if num_classes is not None:
-        _check_num_classes(num_classes)
-    _check_labels(labels, num_classes)
-    _check_rate(rate)
-    return _generator(seed)
+        check_int("num_classes", num_classes, minimum=2)
+    check_class_labels(labels, num_classes)
+    check_probability("rate", rate)
+    return seeded_generator(seed)
 
 
 def _class_index(value: object, num_classes: int | None, what: str) -> int:
     """A class index from a user-supplied map, with the map entry named in the error."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 \
-            or (num_classes is not None and value >= num_classes):
-        expected = "a non-negative int" if num_classes is None else f"an int in [0, {num_classes - 1}]"
-        raise ValueError(f"{what} must be {expected}, got {value!r}")
-    return value
+    return check_int(what, value, minimum=0, maximum=None if num_classes is None else num_classes - 1)
 
 
 def symmetric_noise(
@@ -271,9 +258,9 @@ def transition_matrix(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int
     Rows of classes present in ``clean`` sum to 1; a class absent from ``clean`` has no evidence
     and its row is all zeros.
     """
-    _check_num_classes(num_classes)
-    _check_labels(clean, num_classes, "clean")
-    _check_labels(noisy, num_classes, "noisy")
+    check_int("num_classes", num_classes, minimum=2)
+    check_class_labels(clean, num_classes, "clean")
+    check_class_labels(noisy, num_classes, "noisy")
     if clean.shape != noisy.shape:
         raise ValueError(f"clean and noisy must have the same shape, got {tuple(clean.shape)} "
                          f"and {tuple(noisy.shape)}")

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metaloss.core.checks import check_int
+
 from .labeling import ABSTAIN, check_lf_matrix
 
 __all__ = [
@@ -107,9 +109,7 @@ class CAGE(torch.nn.Module):
 
     def __init__(self, num_classes: int, lf_classes, quality_guides: float | Sequence[float] | None = 0.85):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        num_classes = int(num_classes)
+        num_classes = check_int("num_classes", num_classes, minimum=2)
         if hasattr(lf_classes, "detach"):
             lf_classes = lf_classes.detach().cpu().numpy()
         classes = np.asarray(lf_classes)
@@ -243,8 +243,7 @@ class CAGE(torch.nn.Module):
         mean unsupervised NLL + the mean supervised NLL + ``quality_weight`` * R.
         ``loss_history_`` keeps the loss per epoch.
         """
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+        check_int("epochs", epochs, minimum=1)
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr!r}")
         if not quality_weight >= 0:

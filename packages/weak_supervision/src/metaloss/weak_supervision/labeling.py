@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from metaloss.core.checks import check_int
+
 ABSTAIN = -1
 
 
@@ -28,8 +30,8 @@ class LabelingFunction:
             raise TypeError(f"a labeling function must be callable, got {type(fn).__name__}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"a labeling function needs a non-empty name, got {name!r}")
-        if label is not None and (isinstance(label, bool) or not isinstance(label, int) or label < 0):
-            raise ValueError(f"label of LF {name!r} must be a class index >= 0, got {label!r}")
+        if label is not None:
+            check_int(f"label of LF {name!r}", label, minimum=0)
         self.name, self.fn, self.label = name, fn, label
         self.preprocessors = tuple(preprocessors)
 
@@ -95,8 +97,7 @@ def check_lf_matrix(matrix, num_classes: int, *, name: str = "LF matrix") -> np.
     Raises ``ValueError`` for a ragged or non-2D matrix, non-integer entries, a
     value outside {-1, 0..C-1} (naming the likely convention mix-up), or no LFs.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    check_int("num_classes", num_classes, minimum=2)
     if isinstance(matrix, (list, tuple)) and matrix and len({len(r) for r in matrix}) > 1:
         raise ValueError(f"{name} is ragged: its rows have lengths {sorted({len(r) for r in matrix})}")
     if hasattr(matrix, "detach"):

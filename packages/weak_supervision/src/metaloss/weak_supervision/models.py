@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from metaloss.core.checks import check_int, check_probability
+
 
 class FeatureModel(nn.Module):
     """Logistic regression (``hidden=0``) or an MLP with one ReLU hidden layer over (n, d) features."""
@@ -18,10 +20,8 @@ class FeatureModel(nn.Module):
         super().__init__()
         for name, value, low in (("in_features", in_features, 1), ("num_classes", num_classes, 2),
                                  ("hidden", hidden, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+            check_int(name, value, minimum=low)
+        check_probability("dropout", dropout, high_open=True)
         self.body = (nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout))
                      if hidden else nn.Identity())
         self.head = nn.Linear(hidden or in_features, num_classes)

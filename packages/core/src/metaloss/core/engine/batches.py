@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from ..checks import check_int
+
 
 class IndexedDataset(Dataset):
     """Wrap ``dataset`` so item ``i`` is ``(i, *dataset[i])`` (or ``(i, dataset[i])``)."""
@@ -48,8 +50,7 @@ def epoch_batches(
     """
     for name, value, low in (("num_examples", num_examples, 1), ("batch_size", batch_size, 1),
                              ("world_size", world_size, 1), ("epoch", epoch, 0), ("rank", rank, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(name, value, minimum=low)
     if rank >= world_size:
         raise ValueError(f"rank must be < world_size={world_size}, got {rank}")
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)

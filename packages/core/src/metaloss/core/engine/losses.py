@@ -14,7 +14,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_finite_loss, check_positive, check_same_rows, check_tensor
+from ..checks import (
+    check_finite_loss,
+    check_int,
+    check_positive,
+    check_probability,
+    check_same_rows,
+    check_tensor,
+    check_unit_interval,
+)
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -101,8 +109,7 @@ def dropout_mix_weights(
     (default: torch's global generator, which the run checkpoints restore).
     """
     _check_mix_args(batch, num_aux, lambda_a)
-    if not isinstance(drop_prob, (int, float)) or not 0.0 <= drop_prob < 1.0:
-        raise ValueError(f"drop_prob must be a probability in [0, 1), got {drop_prob!r}")
+    check_probability("drop_prob", drop_prob, high_open=True)
     keep = torch.rand(num_aux, generator=generator) >= drop_prob
     if not keep.any():
         keep[torch.randint(num_aux, (1,), generator=generator)] = True
@@ -111,8 +118,6 @@ def dropout_mix_weights(
 
 
 def _check_mix_args(batch, num_aux, lambda_a) -> None:
-    for name, value, low in (("batch", batch, 1), ("num_aux", num_aux, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if isinstance(lambda_a, bool) or not isinstance(lambda_a, (int, float)) or not 0.0 <= lambda_a <= 1.0:
-        raise ValueError(f"lambda_a must be a weight in [0, 1], got {lambda_a!r}")
+    check_int("batch", batch, minimum=1)
+    check_int("num_aux", num_aux, minimum=1)
+    check_unit_interval("lambda_a", lambda_a, what="a weight")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from metaloss.core.checks import check_int
+
 
 @dataclass(frozen=True)
 class DigitsSplits:
@@ -32,8 +34,7 @@ def load_digits_splits(seed: int, teacher_train: int, student_train: int, val: i
     labels = torch.tensor(data.target, dtype=torch.long)
     sizes = {"teacher_train": teacher_train, "student_train": student_train, "val": val}
     for name, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"{name} must be a positive int, got {size!r}")
+        check_int(name, size, minimum=1)
     if sum(sizes.values()) >= len(labels):
         raise ValueError(
             f"teacher_train + student_train + val must leave a test set out of {len(labels)} "

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from metaloss.core import IndexedDataset, epoch_batches
+from metaloss.core.checks import check_int
 
 _MASK = (1 << 63) - 1
 
@@ -85,9 +86,7 @@ def make_loader(
         )
     for name, value, low in (("batch_size", batch_size, 1), ("workers", workers, 0), ("epoch", epoch, 0),
                              ("world_size", world_size, 1), ("rank", rank, 0), ("seed", seed, None)):
-        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-            bound = f" >= {low}" if low is not None else ""
-            raise ValueError(f"{name} must be an int{bound}, got {value!r}")
+        check_int(name, value, minimum=low)
     if rank >= world_size:
         raise ValueError(f"rank must be < world_size={world_size}, got {rank}")
     for name, value in (("train", train), ("drop_last", drop_last), ("return_index", return_index)):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from metaloss.core.checks import check_int
+
 from .cifar import download_cifar10, download_cifar100, read_cifar10, read_cifar100
 from .fashion_mnist import download_fashion_mnist, read_fashion_mnist
 from .fine_grained import (
@@ -210,8 +212,7 @@ def stratified_split(labels: torch.Tensor, val_size: int, *, seed: int) -> tuple
     if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.dtype != torch.int64:
         raise ValueError(f"labels must be a 1-D int64 tensor, got {labels!r:.80}")
     n = len(labels)
-    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size <= n:
-        raise ValueError(f"val_size must be an int in [0, {n}], got {val_size!r}")
+    check_int("val_size", val_size, minimum=0, maximum=n)
     classes, counts = labels.unique(return_counts=True)
     # Integer arithmetic: exact shares, and the remainders decide who gets the leftover examples.
     shares, remainders = (counts * val_size) // n, (counts * val_size) % n
@@ -270,6 +271,7 @@ def _source(name) -> _Source:
 def _check_int(name: str, value, low: int | None, *, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-        expected = "an int" + (f" >= {low}" if low is not None else "") + (" or None" if allow_none else "")
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    try:
+        check_int(name, value, minimum=low)
+    except ValueError as err:  # say that None would do too
+        raise type(err)(f"{err}".replace(", got", " or None, got") if allow_none else f"{err}") from None

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 from torchvision.transforms import v2
 
+from metaloss.core.checks import check_int
+
 
 def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[list[float], list[float]]:
     mean, std = list(mean), list(std)
@@ -40,8 +42,7 @@ def train_transform(
     then normalisation. Pass ``flip=False`` where mirroring changes the label (digits: SVHN)."""
     mean, std = _check_stats(mean, std)
     for name, value, low in (("size", size, 1), ("padding", padding, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(name, value, minimum=low)
     steps = [v2.RandomCrop(size, padding=padding)]
     if flip:
         steps.append(v2.RandomHorizontalFlip())

@@ -15,20 +15,19 @@ timm's model API:
   (``forward_head`` with ``pre_logits``, ``get_classifier``,
   ``reset_classifier``) over global average pooling and a linear ``fc``, and
   the shared weight initialisation.
-* ``check_positive_int`` / ``check_rate`` -- argument checks for the public
-  constructors, with messages saying what was expected and what was given.
 """
 
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-__all__ = ["CifarClassifier", "check_positive_int", "check_rate", "cifar_cfg", "create_model"]
+from metaloss.core.checks import check_int
+
+__all__ = ["CifarClassifier", "cifar_cfg", "create_model"]
 
 # CIFAR-10 statistics; used only as timm data-config metadata (resolve_data_config).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -60,17 +59,6 @@ def cifar_cfg(**overrides: Any) -> dict[str, Any]:
     }
     cfg.update(overrides)
     return cfg
-
-
-def check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def check_rate(name: str, value: Any) -> None:
-    """``value`` must be a real number in [0, 1) (a dropout probability)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
 
 
 def create_model(
@@ -169,7 +157,7 @@ class CifarClassifier(nn.Module):
         ``num_classes`` must be >= 1 (timm's ``num_classes=0`` "no head" is not
         supported; use ``forward_head(x, pre_logits=True)`` for features).
         """
-        check_positive_int("num_classes", num_classes)
+        check_int("num_classes", num_classes, minimum=1)
         ref = self.fc.weight
         self.fc = nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
         self.num_classes = num_classes

@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
-from ._timm import CifarClassifier, check_positive_int, cifar_cfg, create_model
+from metaloss.core.checks import check_int
+
+from ._timm import CifarClassifier, cifar_cfg, create_model
 
 __all__ = ["CifarResNet", "BasicBlock"]
 
@@ -111,9 +113,9 @@ class CifarResNet(CifarClassifier):
                 "CIFAR ResNet depth must be 6n + 2 with n >= 1, i.e. one of 8, 14, 20, 26, 32, "
                 f"44, 56, 110, ... (registered: {', '.join(map(str, _DEPTHS))}); got {depth!r}"
             )
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_chans", in_chans)
-        check_positive_int("width", width)
+        check_int("num_classes", num_classes, minimum=1)
+        check_int("in_chans", in_chans, minimum=1)
+        check_int("width", width, minimum=1)
         self.depth = depth
         self.blocks_per_stage = (depth - 2) // 6
         self.in_chans = in_chans

@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
-from ._timm import CifarClassifier, check_positive_int, check_rate, cifar_cfg, create_model
+from metaloss.core.checks import check_int, check_probability
+
+from ._timm import CifarClassifier, cifar_cfg, create_model
 
 __all__ = ["CifarDenseNet", "DenseLayer", "Transition"]
 
@@ -101,10 +103,10 @@ class CifarDenseNet(CifarClassifier):
                 "DenseNet depth must be 3L + 4 with L >= 1 layers per dense block, e.g. 40 or 100; "
                 f"got {depth!r}"
             )
-        check_positive_int("growth_rate", growth_rate)
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_chans", in_chans)
-        check_rate("drop_rate", drop_rate)
+        check_int("growth_rate", growth_rate, minimum=1)
+        check_int("num_classes", num_classes, minimum=1)
+        check_int("in_chans", in_chans, minimum=1)
+        check_probability("drop_rate", drop_rate, high_open=True)
         self.depth = depth
         self.growth_rate = growth_rate
         self.layers_per_block = (depth - 4) // 3

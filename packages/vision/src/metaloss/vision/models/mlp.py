@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from metaloss.core.checks import check_int, check_probability
+
 
 class MLP(nn.Module):
     """``depth`` blocks of Linear -> BatchNorm -> ReLU -> Dropout, then a linear classifier."""
@@ -17,10 +19,8 @@ class MLP(nn.Module):
         super().__init__()
         for name, value in (("in_features", in_features), ("num_classes", num_classes),
                             ("hidden", hidden), ("depth", depth)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            check_int(name, value, minimum=1)
+        check_probability("dropout", dropout, high_open=True)
         layers, width = [], in_features
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout)]

@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
-from ._timm import CifarClassifier, check_positive_int, cifar_cfg, create_model
+from metaloss.core.checks import check_int
+
+from ._timm import CifarClassifier, cifar_cfg, create_model
 
 __all__ = ["CifarMobileNet", "DepthwiseSeparable"]
 
@@ -94,8 +96,8 @@ class CifarMobileNet(CifarClassifier):
                 f"width_multiplier must be a positive finite number (1 = baseline MobileNet), "
                 f"got {width_multiplier!r}"
             )
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_chans", in_chans)
+        check_int("num_classes", num_classes, minimum=1)
+        check_int("in_chans", in_chans, minimum=1)
         self.width_multiplier = width_multiplier
         self.in_chans = in_chans
 

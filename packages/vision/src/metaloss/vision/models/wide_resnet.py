@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
-from ._timm import CifarClassifier, check_positive_int, check_rate, cifar_cfg, create_model
+from metaloss.core.checks import check_int, check_probability
+
+from ._timm import CifarClassifier, cifar_cfg, create_model
 
 __all__ = ["WideResNet", "WideBasicBlock"]
 
@@ -99,10 +101,10 @@ class WideResNet(CifarClassifier):
                 "Wide ResNet depth must be 6n + 4 with n >= 1 blocks per group, i.e. one of 10, 16, "
                 f"22, 28, 40, ...; got {depth!r}"
             )
-        check_positive_int("widen_factor", widen_factor)
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_chans", in_chans)
-        check_rate("drop_rate", drop_rate)
+        check_int("widen_factor", widen_factor, minimum=1)
+        check_int("num_classes", num_classes, minimum=1)
+        check_int("in_chans", in_chans, minimum=1)
+        check_probability("drop_rate", drop_rate, high_open=True)
         self.depth = depth
         self.widen_factor = widen_factor
         self.blocks_per_stage = (depth - 4) // 6

@@ -22,6 +22,7 @@ from functools import partial
 import torch
 from accelerate import Accelerator
 
+from metaloss.core.checks import check_unit_interval
 from metaloss.core.harness import Run, Selected, open_run, seed_everything
 
 from ..distillation import fit_student, make_setting, scaled_epochs
@@ -47,8 +48,7 @@ def coreset_scores(table: torch.Tensor, strategy: str, ratio_floor: float = 1e-3
 
 def sample_coreset(scores: torch.Tensor, fraction: float, *, seed: int) -> torch.Tensor:
     """round(fraction * N) distinct indices, drawn with probability proportional to ``scores``."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    check_unit_interval("fraction", fraction, low_open=True)
     if scores.ndim != 1 or not bool(torch.isfinite(scores).all()) or bool((scores < 0).any()):
         raise ValueError("scores must be a 1-D tensor of finite, non-negative numbers")
     size = max(1, round(fraction * len(scores)))

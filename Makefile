@@ -9,9 +9,9 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean
 
-$(STAMP): constraints.txt packages/*/pyproject.toml
+$(STAMP): constraints.txt requirements-test.txt packages/*/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(PIP) $(PACKAGES) pytest ruff transformers datasets
+	$(PIP) $(PACKAGES) -r requirements-test.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 bench: $(STAMP)
+	$(PIP) -r requirements-bench.txt
 	$(BIN)/python benchmarks/amal_meta_step.py
 
 clean:

@@ -15,19 +15,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from metaloss.core.engine.hypergradient import MODES
 from metaloss.core.harness import Recipe, open_run
 from metaloss.core.harness.schema import (
+    AMALSettings,
     Field,
-    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     Probability,
+    Rate,
     RecipeConfig,
     Section,
     Seed,
     Seeds,
+    SGDSection,
     model_validator,
     names_from,
 )
@@ -54,22 +55,15 @@ CORESET_STRATEGIES = ("lambda_sq", "lambda_diff", "lambda_ratio", "random")
 
 DatasetName = Literal[DATASETS]
 NoiseKind = Literal[NOISE_KINDS]
-NoiseRate = Annotated[float, Field(ge=0, lt=1)]
+NoiseRate = Rate
 Arch = Annotated[str, Field(min_length=1)]
 
 
-class SGD(Section):
-    lr: PositiveFloat = Field(description="learning rate")
-    momentum: Annotated[float, Field(ge=0, lt=1)] = Field(description="SGD momentum")
-    weight_decay: NonNegativeFloat = Field(description="L2 weight decay")
-    batch_size: PositiveInt = Field(description="training batch size (per process)")
-
-
-class CosineSGD(SGD):
+class CosineSGD(SGDSection):
     schedule: Literal["cosine"] = Field(description="cosine decay of the learning rate over the epochs")
 
 
-class ScheduledSGD(SGD):
+class ScheduledSGD(SGDSection):
     schedule: Literal["cosine", "multistep"] = Field(description="cosine decay, or x gamma at milestones")
     milestones: list[PositiveInt] = Field(description="epochs of the student's schedule where multistep "
                                                       "multiplies the lr by gamma (stretched for others)")
@@ -82,15 +76,9 @@ class ScheduledSGD(SGD):
         return self
 
 
-class AMALSection(Section):
+class AMALSection(AMALSettings):
     lr: PositiveFloat = Field(description="learning rate of the lambdas")
-    every: PositiveInt = Field(description="L: a meta phase after every L epochs (or steps)")
     unit: Literal["epoch", "step"] = Field(description="what `every` counts")
-    inner_steps: PositiveInt = Field(description="passes over the training set in one meta phase")
-    mode: Literal[MODES] = Field(description="look-ahead: last_layer (the paper's), exact, first_order, "
-                                             "finite_difference")
-    init: Annotated[list[NonNegativeFloat], Field(min_length=2, max_length=2)] = Field(
-        description="initial (lambda_p, lambda_a); with K guides lambda_a is split equally")
 
 
 def teacher_seed(cfg: dict, seed: int) -> int:
@@ -247,7 +235,7 @@ class KDDigitsConfig(RecipeConfig):
     data: DigitsData
     teacher: MLPSection
     student: MLPSection
-    optim: SGD
+    optim: SGDSection
     kd: DigitsKD
     amal: AMALSection
 

@@ -12,18 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from metaloss.core.engine.hypergradient import MODES
 from metaloss.core.harness import Recipe
 from metaloss.core.harness.schema import (
+    AMALSettings,
     Field,
-    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     Probability,
+    Rate,
     RecipeConfig,
     Section,
     Seeds,
+    SGDSection,
     names_from,
 )
 
@@ -49,14 +50,10 @@ class Features(Section):
 
 class Model(Section):
     hidden: NonNegativeInt = Field(description="0: logistic regression; > 0: one ReLU hidden layer")
-    dropout: Annotated[float, Field(ge=0, lt=1)] = Field(description="dropout of the hidden layer")
+    dropout: Rate = Field(description="dropout of the hidden layer")
 
 
-class Optim(Section):
-    lr: PositiveFloat = Field(description="the feature model's SGD learning rate")
-    momentum: Annotated[float, Field(ge=0, lt=1)] = Field(description="SGD momentum")
-    weight_decay: NonNegativeFloat = Field(description="L2 weight decay")
-    batch_size: PositiveInt = Field(description="training batch size")
+class Optim(SGDSection):
     epochs: PositiveInt = Field(description="training epochs")
 
 
@@ -66,17 +63,11 @@ class GraphicalModel(Section):
     quality_guide: Probability = Field(description="the LFs' assumed precision (CAGE's quality guides)")
 
 
-class AMALSection(Section):
+class AMALSection(AMALSettings):
     lr: Annotated[list[PositiveFloat], Field(min_length=1)] = Field(
         description="lambda learning rates tried; per seed, the best on V is reported as amal")
-    every: PositiveInt = Field(description="L: epochs between lambda updates")
-    inner_steps: PositiveInt = Field(description="passes over the training set in one meta phase")
-    init: Annotated[list[NonNegativeFloat], Field(min_length=2, max_length=2)] = Field(
-        description="initial (lambda_p, lambda_a); (1, 1) is SPEAR's weights")
     lower: float | None = Field(description="lambdas' lower bound (null: none)")
     upper: float | None = Field(description="lambdas' upper bound (null: none)")
-    mode: Literal[MODES] = Field(description="look-ahead: last_layer (exact for logistic regression) or a "
-                                             "full-model mode")
 
 
 class MWNet(Section):

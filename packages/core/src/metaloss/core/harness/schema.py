@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from ..engine.hypergradient import MODES
 from ..optional import import_extra
 from .config import ConfigError
 
@@ -41,6 +42,7 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 Seeds = Annotated[list[Seed], Field(min_length=1)]
+Rate = Annotated[float, Field(ge=0, lt=1)]  # a probability that must leave something: dropout, noise
 # accelerate's tracker names (accelerate.tracking): where Run.log also sends metrics
 Tracker = Literal["tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab",
                   "trackio"]
@@ -49,6 +51,26 @@ Tracker = Literal["tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml"
 def names_from(choices) -> object:
     """The type of a non-empty list of names drawn from ``choices`` (e.g. a recipe's methods)."""
     return Annotated[list[Literal[tuple(choices)]], Field(min_length=1)]
+
+
+class SGDSection(Section):
+    """An SGD optimiser's keys (the look-ahead of every meta-gradient imitates it)."""
+
+    lr: PositiveFloat = Field(description="learning rate")
+    momentum: Rate = Field(description="SGD momentum")
+    weight_decay: NonNegativeFloat = Field(description="L2 weight decay")
+    batch_size: PositiveInt = Field(description="training batch size (per process)")
+
+
+class AMALSettings(Section):
+    """The keys of core's ``AMAL`` that every recipe using it sets (each adds its ``lr``)."""
+
+    every: PositiveInt = Field(description="L: a meta phase after every L epochs (or steps)")
+    inner_steps: PositiveInt = Field(description="passes over the training set in one meta phase")
+    mode: Literal[MODES] = Field(description="look-ahead: last_layer (AMAL's default; exact for a linear "
+                                             "model), exact, first_order or finite_difference")
+    init: Annotated[list[NonNegativeFloat], Field(min_length=2, max_length=2)] = Field(
+        description="initial (lambda_p, lambda_a)")
 
 
 class RecipeConfig(Section):

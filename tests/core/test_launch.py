@@ -144,7 +144,7 @@ def test_a_run_writes_its_folder_and_the_same_command_reuses_it(toy, tmp_path, c
         ("a", 0, 2.0), ("b", 0, 2.0), ("a", 1, 3.0), ("b", 1, 3.0)
     ]
     summary = (run.dir / "summary.md").read_text()
-    assert "| a | 2.5 ± 0.7071 (n=2) |" in summary
+    assert "| a | 2 | 2.500 ± 0.707 |" in summary
     assert "| a | 2.5 ± 0.7071 (n=2) |" in capsys.readouterr().out
     lines = (run.dir / "metrics.jsonl").read_text().splitlines()
 

@@ -145,7 +145,7 @@ def test_a_run_writes_its_folder_and_the_same_command_reuses_it(toy, tmp_path, c
     ]
     summary = (run.dir / "summary.md").read_text()
     assert "| a | 2 | 2.500 ± 0.707 |" in summary
-    assert "| a | 2.5 ± 0.7071 (n=2) |" in capsys.readouterr().out
+    assert "| a | 2 | 2.500 ± 0.707 |" in capsys.readouterr().out
     lines = (run.dir / "metrics.jsonl").read_text().splitlines()
 
     assert main(argv) == 0

@@ -3,14 +3,17 @@
 ``tools/run.py`` is this module's ``main``::
 
     python tools/run.py --list
+    python tools/run.py RECIPE --show-config [key=value ...]
     accelerate launch tools/run.py RECIPE [--config FILE] [key=value ...] [--run-dir PATH]
 
 Installed packages register ``Recipe`` objects under the entry-point group
-``metaloss.recipes``. A recipe's YAML default config is overridden by
-``key=value`` items (dotted keys for nested sections, values parsed as YAML);
-an unknown key or a value of the wrong type is a ``ConfigError`` before any
-work starts. The run folder is named after a hash of the resolved config, so
-the same command started again resumes the same run.
+``metaloss.recipes``, from light catalog modules whose ``main`` is a
+``"module:function"`` reference. A recipe's YAML default config is overridden
+by ``key=value`` items (dotted keys for nested sections, values parsed as YAML);
+an unknown key, a value of the wrong type, or one its schema refuses (range,
+choice, cross-key rule) is a one-line ``ConfigError`` before the recipe's code is
+imported or a run folder written. The run folder is named after a hash of the
+resolved config, so the same command started again resumes the same run.
 """
 
 from __future__ import annotations

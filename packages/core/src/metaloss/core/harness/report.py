@@ -20,6 +20,10 @@ from ..optional import import_extra
 
 # Keys of a metrics record that identify it rather than measure something.
 _RECORD_KEYS = ("method", "seed", "epoch", "time", "step")
+# A summary cell's precision: significant digits of a column's largest value, and
+# the most decimals fixed point may use before the column switches to an exponent.
+_SIGNIFICANT = 4
+_MAX_DECIMALS = 6
 
 
 def collect_results(run_dir: str | Path) -> list[dict]:
@@ -39,12 +43,19 @@ def summary_table(results: list[dict], metrics: list[str] | None = None) -> str:
 
     Args:
         results: unit results, each a dict with a ``"method"`` key. Methods keep
-            the order in which they first appear.
+            the order in which they first appear; ``n`` counts a method's results.
         metrics: the columns; by default every numeric key except ``"seed"``.
     The std is the sample std over seeds (ddof=1); a single value prints alone.
-    Every cell of a column has the same number of decimals: four significant
-    digits of the column's largest mean (none where every value is a whole
-    number, like an epoch). A cell with no value prints ``-``.
+    Every cell of a column has the same precision, chosen from the column's
+    means and stds (see ``_column_format``): four significant digits of the
+    largest, at most one decimal where every value is an int (an epoch count),
+    none where every mean and std is whole, a shared exponent below 1e-3.
+    A cell with no value prints ``-``::
+
+        | method | n | best_epoch | val_acc |
+        |---|---|---|---|
+        | ce | 5 | 18.6 ± 9.4 | 0.9557 ± 0.0077 |
+        | kd | 1 | 12.0 | 0.9612 |
     """
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise TypeError(f"results must be a list of dicts, got {type(results).__name__}")
@@ -54,11 +65,8 @@ def summary_table(results: list[dict], metrics: list[str] | None = None) -> str:
     metrics = _numeric_keys(results) if metrics is None else _check_metrics(metrics)
     methods = list(dict.fromkeys(str(r["method"]) for r in results))
     rows = {m: [r for r in results if str(r["method"]) == m] for m in methods}
-    columns = []
-    for metric in metrics:
-        stats = [_mean_and_std([r[metric] for r in rows[m] if _is_number(r.get(metric))]) for m in methods]
-        decimals = _decimals([x for stat in stats if stat for x in stat if x is not None])
-        columns.append([_cell(stat, decimals) for stat in stats])
+    columns = [_column([[r[metric] for r in rows[m] if _is_number(r.get(metric))] for m in methods])
+               for metric in metrics]
     lines = [
         "| " + " | ".join(["method", "n", *metrics]) + " |",
         "|---" * (len(metrics) + 2) + "|",
@@ -76,19 +84,38 @@ def _mean_and_std(values: list[float]) -> tuple[float, float | None] | None:
     return float(np.mean(values)), float(np.std(values, ddof=1))
 
 
-def _decimals(numbers: list[float]) -> int:
-    """Four significant digits of the largest magnitude; none if every number is whole."""
-    if all(float(x).is_integer() for x in numbers):
-        return 0
-    largest = max(abs(x) for x in numbers)
-    return min(6, max(0, 3 - math.floor(math.log10(largest)))) if largest > 0 else 4
+def _column(values_by_method: list[list[float]]) -> list[str]:
+    """The cells of one column, one per method, all printed with the column's format."""
+    stats = [_mean_and_std(values) for values in values_by_method]
+    counts = all(isinstance(v, int) for values in values_by_method for v in values)
+    spec = _column_format([x for stat in stats if stat for x in stat if x is not None], counts)
+    return [_cell(stat, spec) for stat in stats]
 
 
-def _cell(stat: tuple[float, float | None] | None, decimals: int) -> str:
+def _column_format(numbers: list[float], counts: bool = False) -> str:
+    """The format spec shared by a column's cells, given its means and stds.
+
+    Four significant digits of the largest finite magnitude; none when every
+    number is whole; at most one decimal for ``counts`` (a mean of epochs needs
+    no more); scientific notation where fixed point would need more than
+    ``_MAX_DECIMALS`` decimals (a column of 1e-6 learning rates).
+    """
+    finite = [float(x) for x in numbers if math.isfinite(x)]
+    if all(x.is_integer() for x in finite):
+        return ".0f"
+    # not all whole, so some finite number is non-zero and its log is defined
+    decimals = _SIGNIFICANT - 1 - math.floor(math.log10(max(abs(x) for x in finite)))
+    if decimals > _MAX_DECIMALS:
+        return f".{_SIGNIFICANT - 1}e"
+    decimals = max(decimals, 0)
+    return f".{min(decimals, 1) if counts else decimals}f"
+
+
+def _cell(stat: tuple[float, float | None] | None, spec: str) -> str:
     if stat is None:
         return "-"
     mean, std = stat
-    return f"{mean:.{decimals}f}" if std is None else f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+    return f"{mean:{spec}}" if std is None else f"{mean:{spec}} ± {std:{spec}}"
 
 
 def _check_metrics(metrics) -> list[str]:

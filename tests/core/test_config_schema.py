@@ -1,14 +1,16 @@
 """Config schemas: a bad value is refused by the launcher before any work, in one line naming the key."""
 
 import json
+import logging
 import subprocess
 import sys
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 
 from metaloss.core.harness import ConfigError, Recipe
 from metaloss.core.harness import launch as launch_module
+from metaloss.core.harness.config import config_hash, resolve_config
 from metaloss.core.harness.launch import main as launch
 from metaloss.core.harness.schema import (
     Field,
@@ -61,6 +63,17 @@ def test_a_bad_value_is_one_line_naming_key_expected_and_given(change, message):
     with pytest.raises(ConfigError) as err:
         validate_config(ToyConfig, {**DEFAULTS, **change})
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+class Named(Section):
+    name: Annotated[str, Field(min_length=1)] = Field(description="a name")
+
+
+def test_every_problem_is_on_the_same_line_and_reads_expected_got():
+    with pytest.raises(ConfigError) as err:
+        validate_config(Named, {"name": "", "other": 1})
+    assert str(err.value) == ("name: expected at least 1 character, got ''; "
+                              "other: extra inputs are not permitted")
 
 
 def test_an_int_is_a_float_and_the_defaults_validate():
@@ -118,3 +131,17 @@ def test_a_bad_kd_digits_value_fails_without_importing_the_vision_package(tmp_pa
     assert done.stdout.split() == ["2", "False", "False"], done
     assert done.stderr.strip() == "run.py: config error: optim.lr: expected a number greater than 0, got 0.0"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_valid_config_runs_as_resolved_in_the_folder_its_hash_names(toy, tmp_path, caplog, capsys):
+    """The schema only checks: the recipe gets resolve_config's dict, so run folder names do not change."""
+    defaults = {**DEFAULTS, "output_dir": str(tmp_path / "runs")}
+    with caplog.at_level(logging.INFO, logger="metaloss.core.harness.launch"):
+        assert launch(["toy", "optim.lr=1"]) == 0
+    (run,) = toy
+    resolved = resolve_config(defaults, ["optim.lr=1"])
+    assert run.config == resolved and type(run.config["optim"]["lr"]) is float
+    assert run.dir == tmp_path / "runs" / f"toy-{config_hash(resolved)}"
+    # where the run goes is a status message (logging), not part of the results on stdout
+    assert [r.getMessage() for r in caplog.records] == [f"run dir: {run.dir} (1 process)"]
+    assert "run dir" not in capsys.readouterr().out

@@ -42,12 +42,38 @@ def test_summary_prints_whole_numbers_without_decimals():
     assert lines[2:] == ["| ce | 2 | 4 ± 0 |", "| kd | 1 | 11 |"]
 
 
+def test_summary_means_of_counts_have_one_decimal():
+    # best_epoch is an int per seed: a tenth of an epoch is precision enough
+    results = _results("ce", [5, 30, 12, 25, 21], key="best_epoch") + _results("kd", [12], key="best_epoch")
+    assert summary_table(results).splitlines()[2:] == ["| ce | 5 | 18.6 ± 10.1 |", "| kd | 1 | 12.0 |"]
+    lines = summary_table(_results("ce", [12345, 12346])).splitlines()
+    assert lines[2] == "| ce | 2 | 12346 ± 1 |", "four significant digits still bound a count"
+
+
+def test_summary_precision_is_shared_by_mean_and_std_of_every_row():
+    # the largest value sets the column's decimals, even if it is a std
+    results = _results("trust", [-0.2, 0.3]) + _results("ce", [0.0012])
+    lines = summary_table(results).splitlines()
+    assert lines[2:] == ["| trust | 2 | 0.0500 ± 0.3536 |", "| ce | 1 | 0.0012 |"]
+
+
+def test_summary_of_tiny_values_uses_one_exponent_format():
+    lines = summary_table(_results("ce", [1e-6, 3e-6]) + _results("kd", [5e-7])).splitlines()
+    assert lines[2:] == ["| ce | 2 | 2.000e-06 ± 1.414e-06 |", "| kd | 1 | 5.000e-07 |"]
+
+
+def test_summary_prints_non_finite_values_without_failing():
+    results = _results("ce", [float("inf"), 0.5]) + _results("kd", [float("nan")]) + _results("l2r", [0.25])
+    assert summary_table(results).splitlines()[2:] == [
+        "| ce | 2 | inf ± nan |", "| kd | 1 | nan |", "| l2r | 1 | 0.2500 |"]
+
+
 def test_summary_default_columns_skip_seed_and_non_numbers():
     results = [{"method": "ce", "seed": 0, "note": "x", "flag": True, "a": 1, "b": None},
                {"method": "ce", "seed": 1, "a": 3, "b": 2.0}]
     lines = summary_table(results).splitlines()
     assert lines[0] == "| method | n | a | b |"
-    assert lines[2] == "| ce | 2 | 2.000 ± 1.414 | 2 |"
+    assert lines[2] == "| ce | 2 | 2.0 ± 1.4 | 2 |"
 
 
 def test_summary_chosen_metrics_and_missing_values():

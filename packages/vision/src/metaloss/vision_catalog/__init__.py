@@ -175,11 +175,14 @@ class DistillationConfig(RecipeConfig):
 class TeacherOnlyConfig(DistillationConfig):
     """The ``train_teacher`` recipe's config: ``kd.yaml``, training the teacher itself."""
 
-    @model_validator(mode="after")
-    def _trains_the_teacher(self):
-        if self.teacher.from_run:
+    @model_validator(mode="before")
+    @classmethod
+    def _trains_the_teacher(cls, data):
+        # before the fields: else the parent's check of the source run would speak first
+        teacher = data.get("teacher") if isinstance(data, dict) else None
+        if isinstance(teacher, dict) and teacher.get("from_run"):
             raise ValueError("teacher.from_run: train_teacher trains a teacher; leave it empty")
-        return self
+        return data
 
 
 def check_teacher_source(cfg: dict) -> None:
@@ -189,6 +192,10 @@ def check_teacher_source(cfg: dict) -> None:
     except FileNotFoundError as err:
         raise ValueError(f"teacher.from_run: {err}") from None
     saved = source.config
+    missing = [k for k in ("data", "teacher", "optim", "schedule_scale", "seeds") if k not in saved]
+    if missing:
+        raise ValueError(f"teacher.from_run: {source.dir} is not a kd or train_teacher run (its config has "
+                         f"no {missing})")
     mine = {**cfg["teacher"], "from_run": ""}
     data_now, data_then = dict(cfg["data"]), dict(saved["data"])
     if cfg["teacher"]["labels"] == "clean":  # the teacher never saw the student's label noise

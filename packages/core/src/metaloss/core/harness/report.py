@@ -81,7 +81,8 @@ def _mean_and_std(values: list[float]) -> tuple[float, float | None] | None:
         return None
     if len(values) == 1:
         return float(values[0]), None
-    return float(np.mean(values)), float(np.std(values, ddof=1))
+    with np.errstate(invalid="ignore"):  # an inf among the values: nan std, printed as such
+        return float(np.mean(values)), float(np.std(values, ddof=1))
 
 
 def _column(values_by_method: list[list[float]]) -> list[str]:

@@ -17,6 +17,7 @@ accepted where a float is expected.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from ..engine.hypergradient import MODES
@@ -103,8 +104,9 @@ def _describe(error: dict) -> str:
         return message if named else f"{key}: {message}"
     if error["type"] in _BOUNDS:
         message = message.replace("Input should be ", "Input should be a number ")
-    expected = message.replace("Input should be ", "expected ").replace("Input should have ", "expected ")
-    expected = expected.replace("List should have ", "expected ").replace(" after validation", "")
+    # pydantic's "Input / List / String should ..." read as what the key expects
+    expected = re.sub(r"^(Input|List|String) should (be|have) ", "expected ", message)
+    expected = expected.replace(" after validation", "")
     return f"{key}: {expected}, got {error['input']!r}"
 
 

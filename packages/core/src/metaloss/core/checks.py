@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 
@@ -46,6 +46,7 @@ def check_finite_loss(name: str, loss: torch.Tensor) -> torch.Tensor:
 
 
 def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite number > 0 (``allow_zero``: >= 0); a bool is not."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
@@ -88,6 +89,21 @@ def check_probability(name: str, value, *, high_open: bool = False) -> float:
 
 
 def check_choice(name: str, value, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices`` (e.g. a mode or a dataset name)."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_subset(name: str, values, allowed: Collection[str]) -> list[str]:
+    """Return ``values`` as a list if each is one of ``allowed`` (e.g. the quantities to plot).
+
+    A single string is refused rather than read as a list of its characters.
+    """
+    if isinstance(values, str):
+        raise InputTypeError(f"{name} must be a list drawn from {sorted(allowed)}, got the string {values!r}")
+    values = list(values)
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name} must be drawn from {sorted(allowed)}, got {unknown}")
+    return values

@@ -35,7 +35,7 @@ from metaloss.core import (
     mix_losses,
     trust_by_group,
 )
-from metaloss.core.checks import check_unit_interval
+from metaloss.core.checks import check_choice, check_unit_interval
 from metaloss.core.harness import Run, Selected, atomic_write, open_run, predict, seed_everything
 from metaloss.vision_catalog import METHODS, teacher_seed
 
@@ -219,6 +219,7 @@ def distillation_losses(logits: torch.Tensor, labels: torch.Tensor, guide_logits
 def mixed_loss(per_example: torch.Tensor, mixing: str, indices: torch.Tensor, *, amal: AMAL | None = None,
                lambda_a: float = 0.9, drop_prob: float = 0.0) -> torch.Tensor:
     """The batch's training loss: ``per_example`` (B, 1 + K) mixed by ``mixing`` (one of ``MIXINGS``)."""
+    check_choice("mixing", mixing, MIXINGS)
     if mixing == "none":
         return per_example[:, 0].mean()
     if mixing == "amal":
@@ -228,10 +229,8 @@ def mixed_loss(per_example: torch.Tensor, mixing: str, indices: torch.Tensor, *,
     k = per_example.shape[1] - 1
     if mixing == "fixed":
         weights = fixed_mix_weights(len(indices), k, lambda_a)
-    elif mixing == "dropout":
+    else:  # "dropout"
         weights = dropout_mix_weights(len(indices), k, lambda_a, drop_prob)
-    else:
-        raise ValueError(f"mixing must be one of {list(MIXINGS)}, got {mixing!r}")
     return mix_losses(per_example, weights.to(per_example))
 
 

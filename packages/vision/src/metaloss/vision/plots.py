@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from metaloss.core import trust_in_guides
+from metaloss.core.checks import check_subset
 
 QUANTITIES = {
     "trust": (trust_in_guides, r"$\lambda_a - \lambda_p$"),
@@ -39,9 +40,7 @@ def plot_lambda_histograms(
 
     if not tables:
         raise ValueError("plot_lambda_histograms needs at least one (table, masks) pair")
-    unknown = sorted(set(quantities) - set(QUANTITIES))
-    if unknown:
-        raise ValueError(f"quantities must be drawn from {sorted(QUANTITIES)}, got {unknown}")
+    check_subset("quantities", quantities, QUANTITIES)
     mask_names = list(tables[0][1])
     names = names or {}
     out_dir.mkdir(parents=True, exist_ok=True)

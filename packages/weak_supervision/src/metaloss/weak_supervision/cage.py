@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metaloss.core.checks import check_int
+from metaloss.core.checks import check_choice, check_int
 
 from .labeling import ABSTAIN, check_lf_matrix
 
@@ -312,8 +312,7 @@ def majority_vote(weak_labels, num_classes: int, *, tie_break: str = "random",
 
 def _argmax_break_ties(scores: np.ndarray, tie_break: str, seed: int | None,
                        tol: float = 1e-12) -> np.ndarray:
-    if tie_break not in _TIE_BREAKS:
-        raise ValueError(f"tie_break must be one of {_TIE_BREAKS}, got {tie_break!r}")
+    check_choice("tie_break", tie_break, _TIE_BREAKS)
     best = scores.max(axis=1, keepdims=True)
     tied = scores >= best - tol
     preds = scores.argmax(axis=1).astype(np.int64)

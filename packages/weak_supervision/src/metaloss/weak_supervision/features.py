@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from metaloss.core.checks import check_choice
 from metaloss.weak_supervision_catalog import FEATURE_KINDS
 
 from .data import RuleData
@@ -24,8 +25,7 @@ SPLITS = ("labeled", "unlabeled", "validation", "test")
 def make_features(data: RuleData, kind: str, *, max_features: int = 5000, model_dir: str | None = None,
                   ) -> dict[str, torch.Tensor]:
     """``{split: (n, d) float32 tensor}`` for L, U, V and test."""
-    if kind not in KINDS:
-        raise ValueError(f"features must be one of {list(KINDS)}, got {kind!r}")
+    check_choice("features", kind, KINDS)
     splits = {s: getattr(data, s) for s in SPLITS}
     if kind == "shipped":
         if any(s.features is None for s in splits.values()):

@@ -31,6 +31,7 @@ class FeatureModel(nn.Module):
         return self.body(x)
 
     def get_classifier(self) -> nn.Linear:
+        """The final linear layer, the features (or hidden units) -> ``num_classes``."""
         return self.head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

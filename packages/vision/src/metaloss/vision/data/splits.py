@@ -116,7 +116,7 @@ def load_image_splits(
     cache_dir: decoded-image cache and download folder (default ``~/.cache/metaloss``).
     """
     source = _source(name)
-    _check_int("seed", seed, None, allow_none=False)
+    check_int("seed", seed)
     _check_int("val_size", val_size, 1)
     _check_int("train_limit", train_limit, 2)
     _check_int("test_limit", test_limit, 1)
@@ -192,8 +192,8 @@ def load_train_rows(
     of distillation with unlabeled examples; the normalisation comes from those splits.
     """
     source = _source(name)
-    _check_int("start", start, 0, allow_none=False)
-    _check_int("stop", stop, start + 1, allow_none=False)
+    check_int("start", start, minimum=0)
+    check_int("stop", stop, minimum=start + 1)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     size = source.native_size or DEFAULT_IMAGE_SIZE
     images, labels, _ = _read(source, name, data_root(root), "train", stop, size, cache, download)
@@ -268,10 +268,11 @@ def _source(name) -> _Source:
     return DATASETS[name]
 
 
-def _check_int(name: str, value, low: int | None, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
+def _check_int(name: str, value, low: int) -> None:
+    """``check_int`` for an optional argument: None passes, and the message says it would."""
+    if value is None:
         return
     try:
         check_int(name, value, minimum=low)
-    except ValueError as err:  # say that None would do too
-        raise type(err)(f"{err}".replace(", got", " or None, got") if allow_none else f"{err}") from None
+    except ValueError as err:  # InputTypeError stays an InputTypeError
+        raise type(err)(str(err).replace(", got", " or None, got")) from None

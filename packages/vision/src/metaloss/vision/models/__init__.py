@@ -15,9 +15,11 @@ pretrained weights):
   (:class:`CifarMobileNet`).
 
 All of them follow timm's API (``forward_features`` / ``forward_head`` with
-``pre_logits`` / ``get_classifier`` / ``reset_classifier``, ``num_features``).
-:class:`MLP` is for small flat inputs and is not registered. ``create_model(arch, splits)``
-builds any of them (or any timm model) for a dataset's classes and channels.
+``pre_logits`` / ``get_classifier`` / ``reset_classifier``, ``num_features``),
+so core's last-layer mode splits them the timm way. :class:`MLP` is for small flat inputs,
+is not registered, and implements core's ``LinearHeadModel`` (``forward_pre_logits`` /
+``get_classifier``) instead. ``create_model(arch, splits)`` builds any of them (or any
+timm model) for a dataset's classes and channels.
 """
 
 from .cifar_resnet import CifarResNet

@@ -34,6 +34,7 @@ class MLP(nn.Module):
         return self.body(x.flatten(1))
 
     def get_classifier(self) -> nn.Linear:
+        """The final linear layer, ``num_features`` -> ``num_classes``."""
         return self.fc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

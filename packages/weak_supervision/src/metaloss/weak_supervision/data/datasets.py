@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metaloss.core.checks import check_choice
 from metaloss.weak_supervision_catalog import DATASETS
 
 from ..labeling import ABSTAIN, apply_lfs, check_lf_matrix, lf_classes
@@ -63,8 +64,7 @@ class RuleData:
 
 def load_rule_dataset(name: str, seed: int, root: str | Path | None = None) -> RuleData:
     """The paper's split of ``name`` for ``seed``, from ``root`` (default: see ``data_root``)."""
-    if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {list(DATASETS)}, got {name!r}")
+    check_choice("dataset", name, DATASETS)
     directory = data_root(root) / name
     if not directory.is_dir():
         raise FileNotFoundError(f"no {name} folder under {directory.parent}")

@@ -83,3 +83,11 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert torch.equal(rank0, rank1)
     assert not torch.equal(single, torch.tensor([0.5, 0.3, 0.2]).repeat(50, 1))  # it moved
     torch.testing.assert_close(rank0, single, rtol=0, atol=1e-6)
+
+
+def test_assign_sets_rows_projects_them_and_checks_their_shape():
+    w = InstanceWeights(5, 1, init=1.0, lower=0.0)
+    w.assign(torch.tensor([1, 3]), torch.tensor([[0.25], [-2.0]]))
+    assert w.table[:, 0].tolist() == [1.0, 0.25, 1.0, 0.0, 1.0]  # -2 clamped to the lower bound
+    with pytest.raises(ValueError, match=r"values must be \(batch, K\) = \(2, 1\), got \(2, 2\)"):
+        w.assign(torch.tensor([0, 1]), torch.ones(2, 2))

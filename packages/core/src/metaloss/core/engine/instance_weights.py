@@ -75,12 +75,7 @@ class InstanceWeights(nn.Module):
     def accumulate(self, indices: torch.Tensor, grads: torch.Tensor) -> None:
         """Add d(objective)/d(rows) for the examples in ``indices``."""
         indices = self._check_indices(indices)
-        check_tensor("grads", grads, ndim=2, floating=True)
-        if grads.shape != (indices.shape[0], self.num_weights):
-            raise ValueError(
-                f"grads must be (batch, K) = ({indices.shape[0]}, {self.num_weights}), "
-                f"got {tuple(grads.shape)}"
-            )
+        self._check_rows("grads", grads, len(indices))
         if not bool(torch.isfinite(grads).all()):
             raise ValueError("grads must be finite; got NaN or inf (check the meta learning rate)")
         self.grad_sum.index_add_(0, indices, grads.detach().to(self.grad_sum))
@@ -94,12 +89,7 @@ class InstanceWeights(nn.Module):
         weights): the same table, checkpoint and lookup by dataset index.
         """
         indices = self._check_indices(indices)
-        check_tensor("values", values, ndim=2, floating=True)
-        if values.shape != (indices.shape[0], self.num_weights):
-            raise ValueError(
-                f"values must be (batch, K) = ({indices.shape[0]}, {self.num_weights}), "
-                f"got {tuple(values.shape)}"
-            )
+        self._check_rows("values", values, len(indices))
         self.table[indices] = values.to(self.table)
         self.project_()
 
@@ -134,6 +124,13 @@ class InstanceWeights(nn.Module):
                 f"(num_examples, K) = {tuple(self.table.shape)}"
             )
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _check_rows(self, name: str, rows: torch.Tensor, batch: int) -> None:
+        check_tensor(name, rows, ndim=2, floating=True)
+        if rows.shape != (batch, self.num_weights):
+            raise ValueError(
+                f"{name} must be (batch, K) = ({batch}, {self.num_weights}), got {tuple(rows.shape)}"
+            )
 
     def _check_indices(self, indices: torch.Tensor) -> torch.Tensor:
         check_tensor("indices", indices, ndim=1, floating=False)

@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 PIP     := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
-PACKAGES := -e packages/core[launch] -e packages/vision -e packages/weak_supervision[sentence] -e packages/detection_seg
+PACKAGES := -e packages/core[launch] -e packages/vision[cleanlab] -e packages/weak_supervision[sentence] -e packages/detection_seg
 STAMP   := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean

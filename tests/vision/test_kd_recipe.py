@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from metaloss.core.harness import Run
-from metaloss.core.harness.config import resolve_config
-from metaloss.core.harness.launch import discover_recipes
 from metaloss.vision.data import fixture_root
 from metaloss.vision.distillation import METHODS, milestones_for, scaled_epochs
 from metaloss.vision.recipes.kd import main
+
+from .fixture_config import fixture_config
 
 TINY = [
     "seeds=[0]", "data.train_limit=160", "data.val_size=40", "data.test_limit=80", "data.workers=0",
@@ -22,9 +22,7 @@ TINY = [
 
 
 def _config(tmp_path, *overrides):
-    defaults = discover_recipes()["kd"].load_defaults()
-    paths = [f"data.root={fixture_root()}", f"output_dir={tmp_path}"]
-    return resolve_config(defaults, [*TINY, *paths, *overrides])
+    return fixture_config("kd", tmp_path, *TINY, *overrides)
 
 
 @pytest.mark.slow

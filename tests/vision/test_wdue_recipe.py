@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from metaloss.core.harness import Run
-from metaloss.core.harness.config import resolve_config
-from metaloss.core.harness.launch import discover_recipes
-from metaloss.vision.data import ImageDataset, fixture_root
+from metaloss.vision.data import ImageDataset
 from metaloss.vision.recipes.wdue import (
     METHODS,
     distillation_targets,
@@ -19,6 +17,8 @@ from metaloss.vision.recipes.wdue import (
     train_supervised,
 )
 
+from .fixture_config import fixture_config
+
 TINY = [
     "seeds=[0]", "data.labeled=300", "data.val_size=100", "data.unlabeled=400", "data.test_limit=100",
     "data.workers=0", "teacher.arch=cifar_resnet14", "student.arch=cifar_resnet8", "teacher.epochs=2",
@@ -27,9 +27,7 @@ TINY = [
 
 
 def _config(tmp_path, *overrides):
-    defaults = discover_recipes()["wdue"].load_defaults()
-    paths = [f"data.root={fixture_root()}", f"output_dir={tmp_path}"]
-    return resolve_config(defaults, [*TINY, *paths, *overrides])
+    return fixture_config("wdue", tmp_path, *TINY, *overrides)
 
 
 @pytest.mark.slow

@@ -12,8 +12,16 @@ from .engine.batches import IndexedDataset, epoch_batches
 from .engine.debiasing import DebiasingWeights, composition_weights, fidelity_weights
 from .engine.hypergradient import Lookahead, hypergradient, last_layer_hypergradient, preserved_buffers
 from .engine.instance_weights import InstanceWeights
-from .engine.losses import cross_entropy, dropout_mix_weights, fixed_mix_weights, kd_loss, mix_losses
+from .engine.losses import (
+    cross_entropy,
+    dropout_mix_weights,
+    fixed_mix_weights,
+    generalized_cross_entropy,
+    kd_loss,
+    mix_losses,
+)
 from .engine.reweighting import MetaWeightNet, l2r_weights
+from .engine.selection import coteaching_keep_ratio, small_loss_mask
 from .engine.split import LinearHeadModel, Split, resolve_split
 from .harness.epochs import ValidationSelector, train_epochs
 
@@ -28,11 +36,13 @@ __all__ = [
     "Split",
     "ValidationSelector",
     "composition_weights",
+    "coteaching_keep_ratio",
     "cross_entropy",
     "dropout_mix_weights",
     "epoch_batches",
     "fidelity_weights",
     "fixed_mix_weights",
+    "generalized_cross_entropy",
     "hypergradient",
     "kd_loss",
     "l2r_weights",
@@ -40,6 +50,7 @@ __all__ = [
     "mix_losses",
     "preserved_buffers",
     "resolve_split",
+    "small_loss_mask",
     "train_epochs",
     "trust_by_group",
     "trust_in_guides",

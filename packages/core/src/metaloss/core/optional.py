@@ -9,11 +9,10 @@ from __future__ import annotations
 import importlib
 
 
-def import_extra(name: str, extra: str = "launch"):
-    """Import the optional module ``name``, or say which ``metaloss-core`` extra provides it."""
+def import_extra(name: str, extra: str = "launch", package: str = "metaloss-core"):
+    """Import the optional module ``name``, or say which extra of ``package`` provides it."""
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        raise ImportError(
-            f"{name} is needed by the metaloss run harness; pip install metaloss-core[{extra}]"
-        ) from err
+        raise ImportError(f"{name} is needed here and is not installed; "
+                          f"pip install {package}[{extra}]") from err

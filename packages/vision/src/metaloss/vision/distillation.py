@@ -41,7 +41,7 @@ from metaloss.vision_catalog import METHODS, teacher_seed
 
 from .data import ImageSplits, eval_transform, load_image_splits, make_loader
 from .models import create_model
-from .noise import NOISE_GENERATORS
+from .noise import corrupt_labels
 from .training import fit_images
 
 MIXINGS = ("none", "fixed", "dropout", "amal")
@@ -85,12 +85,9 @@ def make_setting(cfg: dict, seed: int) -> Setting:
         d["name"], d["root"], val_size=d["val_size"] or None, train_limit=d["train_limit"] or None,
         test_limit=d["test_limit"] or None, seed=split_seed,
     )
-    clean = splits.train.labels
-    if d["label_noise"] > 0:
-        corrupt = NOISE_GENERATORS[d["noise"]]
-        noisy_labels, noisy = corrupt(clean, d["label_noise"], splits.num_classes, seed=seed)
-    else:
-        noisy_labels, noisy = clean.clone(), torch.zeros_like(clean, dtype=torch.bool)
+    features = splits.train.features(splits.mean, splits.std) if d["noise"] == "instance" else None
+    noisy_labels, noisy = corrupt_labels(d["noise"], splits.train.labels, d["label_noise"],
+                                         splits.num_classes, seed=seed, features=features)
     return Setting(seed, splits, noisy_labels, noisy)
 
 

@@ -22,13 +22,16 @@ from .noise import check_class_labels, seeded_generator
 
 
 def long_tailed_counts(
-    num_classes: int, n_max: int, *, imbalance_ratio: float | None = None, mu: float | None = None
+    num_classes: int, n_max: int, *, imbalance_ratio: float | None = None, mu: float | None = None,
+    at_least: int = 0,
 ) -> list[int]:
     """Per-class quotas ``floor(n_max * mu^i)`` for ``i = 0..C-1``; give exactly one of the two rates.
 
     With ``imbalance_ratio`` the factor is computed as ``imbalance_ratio^(-i / (C - 1))`` (so the tail
-    is exactly ``n_max / imbalance_ratio`` before flooring), with ``mu`` as ``mu^i``.
+    is exactly ``n_max / imbalance_ratio`` before flooring), with ``mu`` as ``mu^i``. ``at_least``
+    raises every quota to that floor (a small validation split keeps every class).
     """
+    check_int("at_least", at_least, minimum=0)
     check_int("num_classes", num_classes, minimum=2)
     check_int("n_max", n_max, minimum=1)
     if (imbalance_ratio is None) == (mu is None):
@@ -43,7 +46,7 @@ def long_tailed_counts(
         check_unit_interval("mu", mu, low_open=True)
         factors = [mu**i for i in range(num_classes)]
     # The 1e-9 absorbs float error so that exact quotas (5000 / 100 = 50) are not floored to one less.
-    counts = [math.floor(n_max * f + 1e-9) for f in factors]
+    counts = [max(at_least, math.floor(n_max * f + 1e-9)) for f in factors]
     if counts[-1] < 1:
         raise ValueError(f"class {num_classes - 1} would keep no examples (n_max * mu^{num_classes - 1} = "
                          f"{n_max * factors[-1]:.3g} < 1); raise n_max or lower the imbalance")
@@ -57,6 +60,7 @@ def long_tailed_indices(
     imbalance_ratio: float | None = None,
     mu: float | None = None,
     n_max: int | None = None,
+    at_least: int = 0,
     seed: int,
 ) -> torch.Tensor:
     """Indices of a long-tailed subset: class ``i`` keeps ``floor(n_max * mu^i)`` of its examples.
@@ -64,7 +68,8 @@ def long_tailed_indices(
     Give exactly one of ``imbalance_ratio`` (largest / smallest class count; ``mu`` is then
     ``(1 / imbalance_ratio)^(1 / (C - 1))``) and ``mu``. ``n_max`` (``n_0``) defaults to the number of
     examples of class 0, so the head class is kept whole. Quotas are floored as in
-    ``long_tailed_counts``. Within each class the kept examples are a uniformly random subset drawn
+    ``long_tailed_counts`` (and raised to ``at_least``). Within each class the kept examples are a
+    uniformly random subset drawn
     with a generator seeded by ``seed``; the returned int64 indices are sorted ascending, so the
     subset keeps the dataset's order. A class with fewer examples than its quota is an error.
     """
@@ -76,7 +81,7 @@ def long_tailed_indices(
         n_max = available[0]
         if n_max == 0:
             raise ValueError("class 0 has no examples, so n_max cannot default to its count; pass n_max")
-    counts = long_tailed_counts(num_classes, n_max, imbalance_ratio=imbalance_ratio, mu=mu)
+    counts = long_tailed_counts(num_classes, n_max, imbalance_ratio=imbalance_ratio, mu=mu, at_least=at_least)
     short = [f"class {c}: {have} < {need}" for c, (have, need) in enumerate(zip(available, counts))
              if have < need]
     if short:

@@ -18,7 +18,8 @@ Every generator is seeded (its own ``torch.Generator``, so the global RNG is unt
   ``T(x_i)`` built from a random projection of its features.
 
 ``transition_matrix`` estimates ``T`` from a (clean, noisy) pair of label vectors. ``NOISE_GENERATORS``
-names the generators that need nothing beyond ``(labels, rate, num_classes, *, seed)``, for configs.
+names the generators that need nothing beyond ``(labels, rate, num_classes, *, seed)``;
+``corrupt_labels`` picks any of the five by the name a config gives (``NOISE_KINDS``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from types import MappingProxyType
 
 import torch
 
-from metaloss.core.checks import check_int, check_probability
+from metaloss.core.checks import check_choice, check_int, check_probability
 
 # CIFAR-10 class indices: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 6 frog, 7 horse,
 # 8 ship, 9 truck. Patrini et al. 2017: truck -> automobile, bird -> airplane, deer -> horse, cat <-> dog.
@@ -267,6 +268,32 @@ def transition_matrix(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int
     pairs = clean.long() * num_classes + noisy.long()
     counts = torch.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes).double()
     return counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
+NOISE_KINDS = ("symmetric", "pair", "asymmetric", "two_similar", "instance")
+
+
+def corrupt_labels(kind: str, labels: torch.Tensor, rate: float, num_classes: int, *, seed: int,
+                   features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(noisy_labels, corrupted_mask)`` from the generator a config names (one of ``NOISE_KINDS``).
+
+    ``"asymmetric"`` is Patrini et al.'s CIFAR-10 map (``CIFAR10_ASYMMETRIC``), so it needs 10
+    classes in CIFAR-10's order; ``"instance"`` needs ``features`` (one row per label: Xia et al.
+    use the normalised images). ``rate = 0`` returns the labels unchanged.
+    """
+    check_choice("noise kind", kind, NOISE_KINDS)
+    if kind == "instance" and features is None:
+        raise ValueError("instance-dependent noise needs the examples' features (features=...)")
+    if kind == "asymmetric" and num_classes != 10:
+        raise ValueError(f"asymmetric noise is CIFAR-10's class map and needs 10 classes, got {num_classes}; "
+                         "use 'pair' for other datasets")
+    if kind == "asymmetric":
+        check_int("num_classes", num_classes, minimum=2)
+        check_class_labels(labels, num_classes)
+        return asymmetric_noise(labels, rate, mapping=CIFAR10_ASYMMETRIC, seed=seed)
+    if kind == "instance":
+        return instance_dependent_noise(labels, features, rate, num_classes, seed=seed)
+    return NOISE_GENERATORS[kind](labels, rate, num_classes, seed=seed)
 
 
 # Config name -> generator, for recipes that pick the noise by name. Only the generators called as

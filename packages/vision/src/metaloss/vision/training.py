@@ -91,7 +91,8 @@ def fit(
     *,
     accelerator: Accelerator,
     train_batches: Batches,
-    loss_fn: LossFn,
+    loss_fn: LossFn | None = None,
+    build_loss: Callable[[nn.Module, torch.optim.Optimizer], LossFn] | None = None,
     evaluate: Callable[[nn.Module], Mapping[str, float]],
     test: Callable[[nn.Module], float] | None = None,
     optim: Mapping,
@@ -100,6 +101,7 @@ def fit(
     amal_losses: LossFn | None = None,
     amal_val_batches: Iterable[tuple[object, torch.Tensor]] = (),
     extra_state: Mapping[str, object] | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
 ) -> Selected:
     """Train ``model`` for ``unit`` and return what was selected on validation data.
@@ -107,6 +109,9 @@ def fit(
     Args:
         train_batches: ``epoch -> (indices, inputs)`` batches of this process.
         loss_fn: ``(logits, indices, inputs) -> scalar`` training loss.
+        build_loss: instead of ``loss_fn``, ``(model, optimizer) -> loss_fn`` for losses
+            that look ahead along the optimizer's next step (L2RW, MW-Net); ``model``
+            is the plain (unwrapped) model.
         evaluate: ``model -> {"val_acc": ..., "test_acc": ...}`` after each epoch.
         test: ``model -> test accuracy``; if given, ``evaluate`` returns only
             ``val_acc`` and the test set is measured only at new validation bests.
@@ -116,6 +121,8 @@ def fit(
             losses on the training batches and ``amal_val_batches`` as the
             validation set; its table is checkpointed with the model.
         extra_state: more objects with ``state_dict`` to checkpoint.
+        on_epoch_start: called as ``(epoch)`` before each epoch's batches (e.g. a
+            schedule that the loss reads).
         on_epoch_end: called as ``(epoch, model)`` after each epoch (e.g. to keep
             early-stopped snapshots).
     Returns:
@@ -124,15 +131,21 @@ def fit(
     """
     if amal is not None and amal_losses is None:
         raise ValueError("fit with amal needs amal_losses (the per-example loss matrix)")
+    if (loss_fn is None) == (build_loss is None):
+        raise ValueError("fit needs exactly one of loss_fn and build_loss")
     device = accelerator.device
     model.to(device)
     optimizer, scheduler = make_optimizer(model, optim, epochs)
     prepared, prepared_optimizer = accelerator.prepare(model, optimizer)
     plain = accelerator.unwrap_model(prepared)
+    if build_loss is not None:
+        loss_fn = build_loss(plain, optimizer)
     val_batches = [(x.to(device), y.to(device)) for x, y in amal_val_batches] if amal else []
 
     def epoch_fn(epoch: int) -> dict:
         metrics = {"lr": optimizer.param_groups[0]["lr"]}
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         if amal is not None and amal.due(epoch):
             metrics |= amal.meta_phase(
                 plain,
@@ -162,11 +175,14 @@ def fit(
 
 
 def fit_images(run: Run, unit: Unit, model: nn.Module, *, accelerator: Accelerator, train_set, splits,
-               loss_fn: LossFn, optim: Mapping, epochs: int, workers: int,
-               indices: torch.Tensor | None = None, **fit_kwargs) -> Selected:
+               optim: Mapping, epochs: int, workers: int, indices: torch.Tensor | None = None,
+               test_every_epoch: bool = False, monitor: Callable[[], Mapping[str, float]] | None = None,
+               **fit_kwargs) -> Selected:
     """``fit`` on images: augmented batches of ``train_set`` (only its ``indices`` if given), accuracy
-    on ``splits.val`` after every epoch and on ``splits.test`` at new validation bests.
+    on ``splits.val`` after every epoch and on ``splits.test`` at new validation bests (after every
+    epoch with ``test_every_epoch``, for learning curves; selection still reads validation only).
 
+    ``monitor()``, if given, adds its metrics to each epoch's log (e.g. what a method selected).
     The validation batches also serve AMAL's meta phase (``amal=`` in ``fit_kwargs``).
     """
     device = accelerator.device
@@ -176,7 +192,13 @@ def fit_images(run: Run, unit: Unit, model: nn.Module, *, accelerator: Accelerat
         return train_batches(train_set, optim["batch_size"], workers=workers, seed=unit.seed, epoch=epoch,
                              accelerator=accelerator, indices=indices)
 
-    return fit(run, unit, model, accelerator=accelerator, train_batches=batches, loss_fn=loss_fn,
-               evaluate=lambda m: {"val_acc": accuracy(m, val, device)},
-               test=lambda m: accuracy(m, eval_batches(splits.test, workers=workers), device),
-               optim=optim, epochs=epochs, amal_val_batches=val, **fit_kwargs)
+    def test(m) -> float:
+        return accuracy(m, eval_batches(splits.test, workers=workers), device)
+
+    def evaluate(m) -> dict:
+        metrics = {"val_acc": accuracy(m, val, device)} | (dict(monitor()) if monitor else {})
+        return metrics | {"test_acc": test(m)} if test_every_epoch else metrics
+
+    return fit(run, unit, model, accelerator=accelerator, train_batches=batches, evaluate=evaluate,
+               test=None if test_every_epoch else test, optim=optim, epochs=epochs, amal_val_batches=val,
+               **fit_kwargs)

@@ -34,7 +34,8 @@ from metaloss.core.harness.schema import (
 )
 
 DATASETS = ("cifar10", "cifar100", "svhn", "fashion_mnist", "stanford_cars", "fgvc_aircraft")
-NOISE_KINDS = ("symmetric", "pair", "two_similar")  # the generators picked by name (vision.noise)
+# vision.noise's generators by name (corrupt_labels); asymmetric is CIFAR-10's class map
+NOISE_KINDS = ("symmetric", "pair", "asymmetric", "two_similar", "instance")
 # method -> (which guides, how they are mixed)
 METHODS = {
     "ce": ("none", "none"),
@@ -50,6 +51,15 @@ METHODS = {
 }
 # kd_digits: method -> how CE on the label and KD from the teacher are mixed
 KD_DIGITS_MIXING = {"ce": "none", "kd": "fixed", "amal": "amal"}
+# noisy_labels: method -> whether it learns from the clean meta set
+NOISY_METHODS = {"ce": False, "gce": False, "coteaching": False, "l2rw": True, "mwnet": True,
+                 "confident_learning": False}
+HYPERGRADIENT_MODES = ("exact", "first_order", "last_layer", "finite_difference")  # core's MODES
+# What a config can be checked against before any image is read
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "fashion_mnist": 10, "stanford_cars": 196,
+               "fgvc_aircraft": 100}
+TRAIN_SIZES = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "fashion_mnist": 60000,
+               "stanford_cars": 8144, "fgvc_aircraft": 6667}
 WDUE_METHODS = ("unweighted", "weighted", "fidelity", "composition", "oracle_filter")
 CORESET_STRATEGIES = ("lambda_sq", "lambda_diff", "lambda_ratio", "random")
 
@@ -94,6 +104,13 @@ def check_shared_teacher(teacher_seed: int | None, split_seed: int | None) -> No
     if teacher_seed is not None and split_seed is None:
         raise ValueError("teacher.seed (one teacher for every seed) needs data.split_seed: with a split "
                          "per seed, the shared teacher would have trained on other seeds' validation images")
+
+
+def check_noise_dataset(kind: str, dataset: str) -> None:
+    """Asymmetric noise is CIFAR-10's class map (Patrini et al. 2017); elsewhere it would be meaningless."""
+    if kind == "asymmetric" and dataset != "cifar10":
+        raise ValueError(f"asymmetric noise is CIFAR-10's class map; with {dataset} "
+                         "use 'pair' or 'two_similar'")
 
 
 class DistillationData(Section):
@@ -162,6 +179,7 @@ class DistillationConfig(RecipeConfig):
     @model_validator(mode="after")
     def _consistent(self):
         check_shared_teacher(self.teacher.seed, self.data.split_seed)
+        check_noise_dataset(self.data.noise, self.data.name)
         kinds = {METHODS[m][0] for m in self.methods}
         if kinds & {"all", "chain", "dense"} and not self.assistants:
             raise ValueError("assistants: takd, dgkd, dgkd_amal and amal_multi need at least one assistant")
@@ -324,6 +342,100 @@ class CoresetConfig(RecipeConfig):
         return self
 
 
+class NoisyData(Section):
+    name: DatasetName = Field(description="the image dataset")
+    root: str | None = Field(description="data folder; null: $METALOSS_DATA, else the online download")
+    train_limit: NonNegativeInt = Field(description="keep the first N training images, before the "
+                                                    "validation split and the meta set (0: all)")
+    val_size: PositiveInt = Field(description="validation images split off train; noisy like the training "
+                                              "labels: the only data any method selects its epoch on")
+    test_limit: NonNegativeInt = Field(description="keep the first N test images (0: all)")
+    split_seed: Seed | None = Field(description="null: each seed its own train/validation split; an int: one")
+    workers: NonNegativeInt = Field(description="DataLoader worker processes")
+
+
+class NoiseSection(Section):
+    kind: NoiseKind = Field(description="how labels are corrupted (instance: Xia et al. 2020; "
+                                        "asymmetric: CIFAR-10's class map)")
+    rate: NoiseRate = Field(description="tau, the rate of corrupted training and validation labels, "
+                                        "in [0, 1)")
+
+
+class MetaSection(Section):
+    size: NonNegativeInt = Field(description="M: clean, class-balanced examples taken out of the "
+                                             "training pool for l2rw and mwnet (0: none)")
+
+
+class ModelSection(Section):
+    arch: Arch = Field(description="any timm name; the CIFAR models are registered by metaloss.vision")
+    epochs: PositiveInt = Field(description="training epochs (before schedule_scale)")
+
+
+class GCESection(Section):
+    q: Annotated[float, Field(gt=0, le=1)] = Field(description="L_q's exponent, in (0, 1]")
+
+
+class CoTeachingSection(Section):
+    forget_rate: NoiseRate | None = Field(description="tau of R(T) = 1 - min(T / T_k tau, tau); "
+                                                      "null: the noise rate")
+    warmup_epochs: PositiveInt = Field(description="T_k, before schedule_scale")
+
+
+class ReweightingSection(Section):
+    mode: Literal[HYPERGRADIENT_MODES] = Field(description="how l2rw and mwnet look ahead (core's "
+                                                           "hypergradient modes; first_order is cheaper)")
+    meta_batch: PositiveInt = Field(description="meta-set examples per training step")
+
+
+class MWNetSection(Section):
+    hidden: PositiveInt = Field(description="units of V's hidden layer")
+    lr: PositiveFloat = Field(description="V's Adam learning rate")
+    weight_decay: Annotated[float, Field(ge=0)] = Field(description="V's weight decay")
+
+
+class ConfidentLearningSection(Section):
+    folds: Annotated[int, Field(ge=2)] = Field(description="k of the out-of-fold predicted probabilities")
+    fold_epochs: PositiveInt = Field(description="each fold model's epochs (before schedule_scale)")
+
+
+class NoisyLabelsConfig(RecipeConfig):
+    """The ``noisy_labels`` recipe's config (``noisy_labels.yaml``)."""
+
+    output_dir: str = Field(description="folder that holds the run folders")
+    seeds: Seeds = Field(description="one split, meta set, noise draw and model per seed")
+    methods: names_from(NOISY_METHODS) = Field(description=f"methods to compare, from {list(NOISY_METHODS)}")
+    data: NoisyData
+    noise: NoiseSection
+    imbalance_ratio: Annotated[float, Field(ge=1)] = Field(
+        description="long tail: largest / smallest class count (1: balanced; Cui et al. 2019)")
+    meta: MetaSection
+    model: ModelSection
+    optim: ScheduledSGD
+    schedule_scale: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="multiplies every epoch count (milestones, T_k), for CPU runs")
+    gce: GCESection
+    coteaching: CoTeachingSection
+    reweighting: ReweightingSection
+    mwnet: MWNetSection
+    confident_learning: ConfidentLearningSection
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        check_noise_dataset(self.noise.kind, self.data.name)
+        size, classes = self.meta.size, NUM_CLASSES[self.data.name]
+        needing = [m for m in self.methods if NOISY_METHODS[m]]
+        if needing and size == 0:
+            raise ValueError(f"meta.size: {needing} learn from a clean meta set; give M > 0")
+        if size % classes:
+            raise ValueError(f"meta.size must split evenly into the {classes} classes of {self.data.name} "
+                             f"(class-balanced), got {size}")
+        pool = (self.data.train_limit or TRAIN_SIZES[self.data.name]) - self.data.val_size
+        if size >= pool:
+            raise ValueError(f"meta.size ({size}) must be smaller than the training pool ({pool} images "
+                             "after the validation split)")
+        return self
+
+
 # The recipes: code and YAML defaults in metaloss/vision/recipes/, beside this package.
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "vision" / "recipes"
 
@@ -357,6 +469,14 @@ CORESET = Recipe(
     default_config=RECIPE_DIR / "coreset.yaml",
     main="metaloss.vision.recipes.coreset:main",
     schema=CoresetConfig,
+)
+
+NOISY_LABELS = Recipe(
+    name="noisy_labels",
+    description="noisy labels / long tails: CE, GCE, Co-teaching, L2RW, MW-Net, confident learning (CIFAR)",
+    default_config=RECIPE_DIR / "noisy_labels.yaml",
+    main="metaloss.vision.recipes.noisy_labels:main",
+    schema=NoisyLabelsConfig,
 )
 
 WDUE = Recipe(

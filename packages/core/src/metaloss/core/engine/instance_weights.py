@@ -109,8 +109,9 @@ class InstanceWeights(nn.Module):
 
     @torch.no_grad()
     def project_(self) -> None:
-        """Clamp to [lower, upper] and optionally renormalise rows to sum to 1."""
-        self.table.clamp_(min=self.lower, max=self.upper)
+        """Clamp to [lower, upper] (None: unbounded on that side); optionally renormalise rows to sum to 1."""
+        if self.lower is not None or self.upper is not None:
+            self.table.clamp_(min=self.lower, max=self.upper)
         if self.normalize:
             sums = self.table.sum(dim=1, keepdim=True)
             uniform = torch.full_like(self.table, 1.0 / self.num_weights)

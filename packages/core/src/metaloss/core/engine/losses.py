@@ -3,6 +3,9 @@
 Every loss here returns one value per example, shape (B,), so that a table of
 per-example weights can multiply it (AMAL paper eq. 2).
 
+``generalized_cross_entropy`` is the robust loss of Zhang & Sabuncu 2018 (NeurIPS, eq. 6),
+(1 - p_y^q) / q: CE as q -> 0, MAE (up to a factor) at q = 1.
+
 KD convention (Hinton et al. 2015): ``kd_loss`` is tau^2 * KL(p_teacher^tau || p_student^tau)
 *summed over classes* for each example. Its mean over the batch is therefore
 PyTorch's ``kl_div(..., reduction="batchmean")`` times tau^2, the value the KD
@@ -46,6 +49,19 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             f"got values in [{int(targets.min())}, {int(targets.max())}]"
         )
     return F.cross_entropy(logits, targets, reduction="none")
+
+
+def generalized_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, q: float = 0.7) -> torch.Tensor:
+    """Per-example L_q = (1 - p_y^q) / q (Zhang & Sabuncu 2018, eq. 6); ``q`` in (0, 1], paper 0.7.
+
+    ``targets`` are class indices (B,). Computed from ``log_softmax`` as
+    ``-expm1(q * log p_y) / q`` so that it stays accurate when p_y is near 1.
+    """
+    check_unit_interval("q", q, low_open=True)
+    if isinstance(targets, torch.Tensor) and targets.is_floating_point():
+        raise ValueError("generalized_cross_entropy takes class-index targets (B,), got probabilities")
+    log_p = -cross_entropy(logits, targets)  # validates shapes and class indices
+    return -torch.expm1(q * log_p) / q
 
 
 def kd_loss(

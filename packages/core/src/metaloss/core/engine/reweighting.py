@@ -8,7 +8,8 @@
   V(l; psi), 1 -> hidden -> 1 with a sigmoid, maps an example's loss to its weight;
   psi takes a step on the validation loss after a look-ahead of theta on the
   V-weighted batch (eqs. 3-5), then theta trains on the batch weighted by the
-  updated V.
+  updated V. Under several processes the meta-gradient is averaged over them, so
+  every rank keeps the same V.
 
 Both are built on ``hypergradient``, so they work on any model and in any of its
 modes (``"last_layer"`` is exact for a linear model).
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.func import functional_call
 
@@ -102,6 +104,12 @@ class MetaWeightNet(nn.Module):
 
         grads = hypergradient(model, inputs, inner, val_inputs, val_loss, params,
                               lookahead=lookahead, mode=mode)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # one V for every process: average the ranks' meta-gradients, as DDP does for the model
+            grads = [g.detach().clone() for g in grads]
+            for g in grads:
+                dist.all_reduce(g)
+                g /= dist.get_world_size()
         self.optimizer.zero_grad()
         for p, g in zip(self.net.parameters(), grads):
             p.grad = g.detach().to(p)

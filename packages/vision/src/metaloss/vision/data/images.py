@@ -48,6 +48,16 @@ class ImageDataset(Dataset):
         """The same images and labels (shared, not copied) under another transform."""
         return ImageDataset(self.images, self.labels, transform)
 
+    def features(self, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+        """Float (N, C, H, W) images normalised by per-channel ``mean`` and ``std`` (on the [0, 1] scale),
+        unaugmented: the inputs a model sees, e.g. for instance-dependent label noise."""
+        channels = self.images.shape[1]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean and std need one value per channel ({channels}), "
+                             f"got {len(mean)} and {len(std)}")
+        shape = (1, channels, 1, 1)
+        return (self.images.float() / 255 - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
+
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape
         return f"ImageDataset(n={n}, channels={c}, size={h}x{w}, transform={self.transform!r})"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Issue 13's CPU-scale reproduction (recipes/configs/noisy_labels_cifar10_cpu.yaml), 3 seeds:
+#   symmetric:  40% symmetric noise, all six methods
+#   instance:   40% instance-dependent noise (Xia et al. 2020): ce, coteaching, l2rw
+#   longtail:   imbalance ratio 100, clean labels, M = 100 (10 per class): ce, l2rw, mwnet
+# Needs the full CIFAR-10 (a data root with cifar10/{train,test}.parquet):
+#   METALOSS_DATA=../shared/data bash benchmarks/noisy_labels_cifar10_cpu.sh [key=value ...]
+# SETTINGS="symmetric" runs one; OUT_DIR names the output folder. A killed run resumes when rerun.
+set -euo pipefail
+config=packages/vision/src/metaloss/vision/recipes/configs/noisy_labels_cifar10_cpu.yaml
+out=${OUT_DIR:-runs/noisy_labels_cifar10_cpu}
+run() { .venv/bin/python tools/run.py noisy_labels --config "$config" --run-dir "$out/$1" "${@:2}"; }
+for setting in ${SETTINGS:-symmetric longtail instance}; do
+  case $setting in
+    symmetric) run symmetric "$@" ;;
+    instance) run instance noise.kind=instance "methods=[ce,coteaching,l2rw]" "$@" ;;
+    longtail) run longtail noise.rate=0 imbalance_ratio=100 meta.size=100 "methods=[ce,l2rw,mwnet]" "$@" ;;
+    *) echo "unknown setting $setting" >&2; exit 2 ;;
+  esac
+done

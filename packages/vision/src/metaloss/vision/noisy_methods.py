@@ -1,0 +1,306 @@
+"""Learning from noisy labels: the methods of the ``noisy_labels`` stage, one function each.
+
+Every method trains one model (co-teaching: a pair) on ``NoisyData`` with the same schedule, and
+its epoch is selected on the noisy validation split (``training.fit_images``):
+
+- ``ce``: cross-entropy on the noisy labels.
+- ``gce``: generalized cross-entropy L_q (Zhang & Sabuncu 2018, q = 0.7), a robust loss.
+- ``coteaching``: two networks; each keeps the R(T) small-loss examples of a batch for its peer
+  (Han et al. 2018, Algorithm 1; core's ``small_loss_mask`` and ``coteaching_keep_ratio``).
+- ``l2rw``: per-batch weights from core's ``l2r_weights`` against a batch of the clean meta set
+  (Ren et al. 2018); the loss is sum_i w_i l_i.
+- ``mwnet``: core's ``MetaWeightNet`` takes one meta step per batch on the clean meta set, then the
+  model trains on mean_i V(l_i) l_i (Shu et al. 2019, eqs. 3-5).
+- ``confident_learning``: out-of-fold predicted probabilities from k models of the same family
+  (each its own unit of the run, ``cl_fold<k>``), cleanlab's ``find_label_issues``, then CE on the
+  examples it keeps (Northcutt et al. 2021).
+
+The clean labels never reach a method: ``Diagnostics`` holds them and turns what a method chose
+(a selection, or weights) into metrics and histograms after the fact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+
+from metaloss.core import (
+    InstanceWeights,
+    Lookahead,
+    MetaWeightNet,
+    coteaching_keep_ratio,
+    cross_entropy,
+    generalized_cross_entropy,
+    l2r_weights,
+    small_loss_mask,
+)
+from metaloss.core.harness import Run, Selected, Unit, predict, seed_everything
+
+from .data import ImageDataset
+from .models import create_model
+from .noisy_data import LabelTruth, NoisyData
+from .training import accuracy, eval_batches, fit_images
+
+
+class Diagnostics:
+    """What a method selected or weighted, measured against the clean labels (never fed back).
+
+    ``selected(indices, mask)`` accumulates the epoch's selection; ``epoch_metrics()`` returns its
+    precision (share of selected examples whose training label is clean) and size, and resets.
+    ``weighted(indices, weights)`` keeps each example's latest weight in ``weights`` (checkpointed;
+    NaN for rows this process never saw). Without a truth (``truth=None``) nothing is measured.
+    """
+
+    def __init__(self, truth: LabelTruth | None, num_examples: int):
+        self.truth = truth
+        self.weights = InstanceWeights(num_examples, 1, init=float("nan"), lower=None)
+        self._selected = self._clean = self._seen = 0
+
+    def selected(self, indices: torch.Tensor, mask: torch.Tensor) -> None:
+        if self.truth is None:
+            return
+        chosen = indices.cpu()[mask.cpu()]
+        self._selected += len(chosen)
+        self._clean += int((~self.truth.corrupted[chosen]).sum())
+        self._seen += len(indices)
+
+    def weighted(self, indices: torch.Tensor, weights: torch.Tensor) -> None:
+        self.weights.assign(indices.cpu(), weights.detach().float().cpu()[:, None])
+
+    def epoch_metrics(self) -> dict:
+        if not self._seen:
+            return {}
+        metrics = {"selected_precision": self._clean / max(self._selected, 1),
+                   "selected_fraction": self._selected / self._seen}
+        self._selected = self._clean = self._seen = 0
+        return metrics
+
+    def subset_metrics(self, rows: torch.Tensor) -> dict:
+        """Precision of a one-off selection (confident learning's kept examples)."""
+        if self.truth is None:
+            return {}
+        return {"selected_precision": float((~self.truth.corrupted[rows]).float().mean())}
+
+    def state_dict(self) -> dict:
+        return {"weights": self.weights.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights.load_state_dict(state["weights"])
+
+
+class CoTeachingPair(nn.Module):
+    """Two networks trained together. In training mode ``forward`` returns both logits ``(z1, z2)``
+    (so one DDP forward covers both, as torchvision's Inception returns aux logits while training);
+    in eval mode it returns the first network's logits, the one that is evaluated and selected."""
+
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x):
+        return (self.first(x), self.second(x)) if self.training else self.first(x)
+
+
+class MetaBatches:
+    """Random batches of the clean meta set (normalised, un-augmented), drawn from torch's global RNG,
+    which every checkpoint saves, so a resumed run draws the same batches."""
+
+    def __init__(self, meta: ImageDataset, batch_size: int, device):
+        x, y = _stack(meta)
+        self.x, self.y, self.batch_size = x.to(device), y.to(device), min(batch_size, len(meta))
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.randperm(len(self.y))[: self.batch_size].to(self.y.device)
+        return self.x[rows], self.y[rows]
+
+
+def _stack(dataset: ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    batches = list(eval_batches(dataset, workers=0))
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
+
+@dataclass
+class NoisyTrainer:
+    """One seed's shared pieces: the run, the data a method may read, the schedule and the settings."""
+
+    run: Run
+    accelerator: Accelerator
+    data: NoisyData
+    cfg: dict
+
+    @property
+    def epochs(self) -> int:
+        return scaled(self.cfg["model"]["epochs"], self.cfg["schedule_scale"])
+
+    def optim(self) -> dict:
+        scale = self.cfg["schedule_scale"]
+        milestones = [scaled(m, scale) for m in self.cfg["optim"]["milestones"]]
+        return {**self.cfg["optim"], "milestones": milestones}
+
+    def new_model(self, unit: Unit) -> nn.Module:
+        seed_everything(unit.seed)  # the initial weights come from the seed too
+        return create_model(self.cfg["model"]["arch"], self.data)
+
+    def fit(self, unit: Unit, model: nn.Module, diagnostics: Diagnostics | None = None, *,
+            epochs: int | None = None, indices: torch.Tensor | None = None, state: dict | None = None,
+            **fit_kwargs) -> Selected:
+        """Train ``model`` for ``unit`` (checkpointing ``diagnostics`` and ``state`` with it); add the
+        last epoch's test accuracy and the meta set's size to what was selected."""
+        extra = {**({"diagnostics": diagnostics} if diagnostics is not None else {}), **(state or {})}
+        selected = fit_images(self.run, unit, model, accelerator=self.accelerator, train_set=self.data.train,
+                              splits=self.data, optim=self.optim(), epochs=epochs or self.epochs,
+                              workers=self.cfg["data"]["workers"], indices=indices, test_every_epoch=True,
+                              monitor=diagnostics.epoch_metrics if diagnostics is not None else None,
+                              extra_state=extra, **fit_kwargs)
+        selected.metrics["last_test_acc"] = accuracy(
+            model, eval_batches(self.data.test, workers=self.cfg["data"]["workers"]), self.accelerator.device)
+        selected.metrics["meta_size"] = self.data.meta_size
+        return selected
+
+    def labels_of(self, indices: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.data.train.labels[indices.cpu()].to(like.device)
+
+
+def train_ce(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Selected:
+    return t.fit(unit, t.new_model(unit), loss_fn=lambda z, idx, x: F.cross_entropy(z, t.labels_of(idx, z)))
+
+
+def train_gce(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Selected:
+    q = t.cfg["gce"]["q"]
+    return t.fit(unit, t.new_model(unit),
+                 loss_fn=lambda z, idx, x: generalized_cross_entropy(z, t.labels_of(idx, z), q).mean())
+
+
+def train_coteaching(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Selected:
+    settings = t.cfg["coteaching"]
+    forget = t.data.noise_rate if settings["forget_rate"] is None else settings["forget_rate"]
+    warmup = scaled(settings["warmup_epochs"], t.cfg["schedule_scale"])
+    keep = {"ratio": 1.0}
+    pair = CoTeachingPair(t.new_model(unit), create_model(t.cfg["model"]["arch"], t.data))
+
+    def start(epoch: int) -> None:
+        keep["ratio"] = coteaching_keep_ratio(epoch, forget, warmup)
+
+    def loss_fn(z, idx, x):
+        (z1, z2), y = z, t.labels_of(idx, z[0])
+        l1, l2 = cross_entropy(z1, y), cross_entropy(z2, y)
+        pick1, pick2 = small_loss_mask(l1, keep["ratio"]), small_loss_mask(l2, keep["ratio"])
+        diagnostics.selected(idx, pick1)
+        # each network learns from the examples its peer found easy (Han et al., Algorithm 1 step 5-6)
+        return l1[pick2].mean() + l2[pick1].mean()
+
+    return t.fit(unit, pair, diagnostics, loss_fn=loss_fn, on_epoch_start=start)
+
+
+def train_l2rw(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Selected:
+    meta_settings = t.cfg["reweighting"]
+
+    def build_loss(model: nn.Module, optimizer) -> Callable:
+        meta = MetaBatches(t.data.meta, meta_settings["meta_batch"], t.accelerator.device)
+
+        def loss_fn(z, idx, x):
+            y = t.labels_of(idx, z)
+            x_meta, y_meta = meta.next()
+            weights = l2r_weights(model, x, lambda out: cross_entropy(out, y),
+                                  x_meta, lambda out: F.cross_entropy(out, y_meta),
+                                  lookahead=Lookahead.from_optimizer(optimizer), mode=meta_settings["mode"])
+            diagnostics.weighted(idx, weights * len(idx))  # mean 1 over a batch, comparable across batches
+            return (weights.to(z) * cross_entropy(z, y)).sum()
+
+        return loss_fn
+
+    return t.fit(unit, t.new_model(unit), diagnostics, build_loss=build_loss)
+
+
+def train_mwnet(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Selected:
+    settings, meta_settings = t.cfg["mwnet"], t.cfg["reweighting"]
+    vnet = MetaWeightNet(settings["hidden"], lr=settings["lr"], weight_decay=settings["weight_decay"])
+    vnet.to(t.accelerator.device)
+
+    def build_loss(model: nn.Module, optimizer) -> Callable:
+        meta = MetaBatches(t.data.meta, meta_settings["meta_batch"], t.accelerator.device)
+
+        def loss_fn(z, idx, x):
+            y = t.labels_of(idx, z)
+            x_meta, y_meta = meta.next()
+            vnet.meta_step(model, x, lambda out: cross_entropy(out, y),
+                           x_meta, lambda out: F.cross_entropy(out, y_meta),
+                           lookahead=Lookahead.from_optimizer(optimizer), mode=meta_settings["mode"])
+            losses = cross_entropy(z, y)
+            weights = vnet(losses)
+            diagnostics.weighted(idx, weights)
+            return (weights.detach() * losses).mean()
+
+        return loss_fn
+
+    return t.fit(unit, t.new_model(unit), diagnostics, build_loss=build_loss, state={"vnet": vnet})
+
+
+def out_of_fold_probs(t: NoisyTrainer, seed: int) -> torch.Tensor:
+    """(N, C) predicted probabilities of every training example from the model that did not see it.
+
+    k folds, stratified by the noisy label and seeded; fold f's model (unit ``cl_fold<f>``) trains by
+    CE on the other folds and is selected on the noisy validation split like every method.
+    """
+    settings = t.cfg["confident_learning"]
+    labels = t.data.train.labels
+    folds = stratified_folds(labels, settings["folds"], seed=seed)
+    plain = t.data.train.with_transform(t.data.val.transform)
+    probs = torch.zeros(len(labels), t.data.num_classes)
+    epochs = scaled(settings["fold_epochs"], t.cfg["schedule_scale"])
+    for f in range(settings["folds"]):
+        held_out = folds == f
+        unit = t.run.unit(f"cl_fold{f}", seed)
+        model = t.new_model(unit)
+        unit.train_or_load(model, lambda unit=unit, model=model, held_out=held_out: t.fit(
+            unit, model, epochs=epochs, indices=(~held_out).nonzero().flatten(),
+            loss_fn=lambda z, idx, x: F.cross_entropy(z, t.labels_of(idx, z))))
+        rows = held_out.nonzero().flatten()
+        subset = ImageDataset(plain.images[rows], plain.labels[rows], plain.transform)
+        batches = (x for x, _ in eval_batches(subset, workers=t.cfg["data"]["workers"]))
+        probs[rows] = F.softmax(predict(model, batches, t.accelerator.device), dim=1)
+    return probs
+
+
+def train_confident_learning(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Selected:
+    from metaloss.core.optional import import_extra
+
+    cleanlab_filter = import_extra("cleanlab.filter", "cleanlab", package="metaloss-vision")
+    probs = out_of_fold_probs(t, unit.seed)
+    issues = cleanlab_filter.find_label_issues(t.data.train.labels.numpy(), probs.numpy())
+    kept = torch.from_numpy(~issues).nonzero().flatten()
+    selected = t.fit(unit, t.new_model(unit), indices=kept,
+                     loss_fn=lambda z, idx, x: F.cross_entropy(z, t.labels_of(idx, z)))
+    selected.metrics |= {"selected_fraction": len(kept) / len(issues), **diagnostics.subset_metrics(kept)}
+    return selected
+
+
+def stratified_folds(labels: torch.Tensor, folds: int, *, seed: int) -> torch.Tensor:
+    """Fold number (0..folds-1) of every example: each class dealt round-robin in a seeded random order."""
+    g = torch.Generator().manual_seed(seed)
+    fold = torch.empty(len(labels), dtype=torch.long)
+    for c in labels.unique():
+        members = (labels == c).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=g)]
+        fold[members] = torch.arange(len(members)) % folds
+    return fold
+
+
+def scaled(epochs: int, scale: float) -> int:
+    """An epoch count of the paper's schedule at ``schedule_scale`` (at least 1)."""
+    return max(1, round(epochs * scale))
+
+
+METHOD_TRAINERS: dict[str, Callable[[NoisyTrainer, Unit, Diagnostics], Selected]] = {
+    "ce": train_ce,
+    "gce": train_gce,
+    "coteaching": train_coteaching,
+    "l2rw": train_l2rw,
+    "mwnet": train_mwnet,
+    "confident_learning": train_confident_learning,
+}

@@ -1,0 +1,163 @@
+"""The noisy_labels stage on the committed CIFAR-10 fixture: its data, its methods, the recipe."""
+
+import json
+
+import pytest
+import torch
+
+from metaloss.core.harness import Run
+from metaloss.vision.noisy_data import LabelTruth, make_noisy_data
+from metaloss.vision.noisy_methods import (
+    METHOD_TRAINERS,
+    CoTeachingPair,
+    Diagnostics,
+    NoisyTrainer,
+    stratified_folds,
+)
+from metaloss.vision.recipes.noisy_labels import main
+from metaloss.vision_catalog import NOISY_METHODS
+
+from .fixture_config import fixture_config
+
+TINY = [
+    "seeds=[0]", "data.train_limit=800", "data.val_size=200", "data.test_limit=100", "data.workers=0",
+    "meta.size=100", "model.arch=cifar_resnet8", "model.epochs=2", "optim.milestones=[1]",
+    "optim.batch_size=100", "confident_learning.folds=2", "confident_learning.fold_epochs=1",
+]
+
+
+def _config(tmp_path, *overrides):
+    return fixture_config("noisy_labels", tmp_path, *TINY, *overrides)
+
+
+def test_the_catalog_names_every_method_the_recipe_trains():
+    assert set(METHOD_TRAINERS) == set(NOISY_METHODS)
+
+
+def test_setting_meta_set_is_clean_balanced_and_out_of_the_pool(tmp_path):
+    cfg = _config(tmp_path, "noise.rate=0.4")
+    data, truth = make_noisy_data(cfg, seed=0)
+    assert len(data.meta) == 100 and torch.bincount(data.meta.labels, minlength=10).tolist() == [10] * 10
+    assert len(data.train) == 800 - 200 - 100 and len(data.val) == 200
+    # no meta image is in the training pool (images compared byte for byte)
+    train_rows = {bytes(x.numpy()) for x in data.train.images}
+    assert not any(bytes(x.numpy()) in train_rows for x in data.meta.images)
+    # training and validation labels carry the same noise; the truth knows which were flipped
+    assert torch.equal(truth.corrupted, data.train.labels != truth.labels)
+    assert 0.3 < truth.corrupted.float().mean() < 0.5
+    clean_val = make_noisy_data(_config(tmp_path, "noise.rate=0"), seed=0)[0].val.labels
+    assert 0.3 < (data.val.labels != clean_val).float().mean() < 0.5
+    assert data.without_meta().meta is None and data.without_meta().meta_size == 0
+
+
+def test_setting_long_tail_has_the_exponential_profile(tmp_path):
+    cfg = _config(tmp_path, "data.train_limit=2000", "imbalance_ratio=10", "noise.rate=0")
+    data, truth = make_noisy_data(cfg, seed=1)
+    counts = torch.bincount(data.train.labels, minlength=10)
+    head = int(counts[0])
+    expected = [int(head * 10 ** (-i / 9) + 1e-9) for i in range(10)]
+    assert counts.tolist() == expected and not truth.corrupted.any()
+    val_counts = torch.bincount(data.val.labels, minlength=10)
+    assert val_counts[0] > val_counts[9] >= 1  # validation follows the training profile
+
+
+@pytest.mark.parametrize("kind", ["instance", "asymmetric", "pair", "two_similar"])
+def test_setting_every_noise_kind_corrupts_at_about_the_rate(tmp_path, kind):
+    data, truth = make_noisy_data(_config(tmp_path, f"noise.kind={kind}", "noise.rate=0.4"), seed=0)
+    # asymmetric flips only the five mapped classes of CIFAR-10: about half the rate
+    low, high = (0.12, 0.28) if kind == "asymmetric" else (0.3, 0.5)
+    assert low < truth.corrupted.float().mean() < high
+
+
+def test_stratified_folds_split_every_class_evenly():
+    labels = torch.tensor([0] * 7 + [1] * 5 + [2] * 3)
+    folds = stratified_folds(labels, 3, seed=0)
+    for c in range(3):
+        counts = torch.bincount(folds[labels == c], minlength=3)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_coteaching_pair_returns_both_logits_in_training_and_the_first_in_eval():
+    first, second = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    pair, x = CoTeachingPair(first, second), torch.randn(4, 3)
+    z1, z2 = pair(x)
+    assert torch.equal(z1, first(x)) and torch.equal(z2, second(x))
+    assert torch.equal(pair.eval()(x), first(x))
+
+
+def test_diagnostics_measure_the_precision_of_a_selection():
+    corrupted = torch.tensor([True, False, False, True, False, False])
+    truth = LabelTruth(torch.zeros(6, dtype=torch.long), corrupted)
+    d = Diagnostics(truth, 6)
+    d.selected(torch.tensor([0, 1, 2]), torch.tensor([True, True, False]))
+    d.selected(torch.tensor([3, 4, 5]), torch.tensor([False, True, True]))
+    assert d.epoch_metrics() == {"selected_precision": 0.75, "selected_fraction": 4 / 6}
+    assert d.epoch_metrics() == {}  # reset after each epoch
+    assert d.subset_metrics(torch.tensor([0, 1])) == {"selected_precision": 0.5}
+    assert Diagnostics(None, 6).subset_metrics(torch.tensor([0])) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [m for m, needs_meta in NOISY_METHODS.items() if not needs_meta])
+def test_a_method_without_a_meta_set_never_reads_a_clean_label(tmp_path, method):
+    """Training with the true clean labels and with garbage in their place gives the same model."""
+    from accelerate import Accelerator
+
+    cfg = _config(tmp_path, "noise.rate=0.4", "model.epochs=1")
+    data, truth = make_noisy_data(cfg, seed=0)
+    garbage = LabelTruth(torch.randint(0, 10, truth.labels.shape), ~truth.corrupted)
+    states = []
+    for name, labels in (("true", truth), ("garbage", garbage)):
+        run = Run(tmp_path / name, cfg, "noisy_labels")
+        unit = run.unit(method, 0)
+        trainer = NoisyTrainer(run, Accelerator(), data.without_meta(), cfg)
+        selected = METHOD_TRAINERS[method](trainer, unit, Diagnostics(labels, len(data.train)))
+        assert selected.metrics["meta_size"] == 0
+        states.append(selected.state)
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@pytest.mark.slow
+def test_every_method_trains_reports_and_resumes_nothing(tmp_path):
+    cfg = _config(tmp_path, "noise.rate=0.4", f"methods=[{','.join(NOISY_METHODS)}]",
+                  "reweighting.mode=first_order")
+    run = Run(tmp_path / "run", cfg, "noisy_labels")
+    main(run)
+    run.finalize()
+    results = {r["method"]: r for r in json.loads((tmp_path / "run" / "results.json").read_text())}
+    assert set(NOISY_METHODS) | {"cl_fold0", "cl_fold1"} == results.keys()
+    for method, needs_meta in NOISY_METHODS.items():
+        r = results[method]
+        assert r["meta_size"] == (100 if needs_meta else 0)
+        assert 0 <= r["test_acc"] <= 1 and 0 <= r["last_test_acc"] <= 1 and r["best_epoch"] in (0, 1)
+    assert 0 < results["confident_learning"]["selected_fraction"] < 1
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    coteaching = [r for r in records if r.get("method") == "coteaching"]
+    assert len(coteaching) == 2 and all(0 <= r["selected_precision"] <= 1 for r in coteaching)
+    assert all("test_acc" in r for r in records if "epoch" in r)  # curves: test measured every epoch
+    for png in ("accuracy", "selection", "weights"):
+        assert (tmp_path / "run" / "plots" / f"{png}.png").stat().st_size > 0
+    state = torch.load(tmp_path / "run" / "checkpoints" / "l2rw-seed0.pt", weights_only=False)
+    weights = state["diagnostics"]["weights"]["table"][:, 0]
+    # every row was weighted (no NaN left), each weight >= 0
+    assert weights.shape == (500,) and bool((weights >= 0).all()) and weights.sum() > 0
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
+    main(Run(tmp_path / "run", cfg, "noisy_labels"))  # resumed: every unit is done, nothing retrains
+    assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
+
+
+@pytest.mark.parametrize("override, match", [
+    (["noise.rate=1.0"], "noise.rate"),
+    (["noise.rate=-0.1"], "noise.rate"),
+    (["meta.size=105"], "split evenly into the 10 classes"),
+    (["data.train_limit=1000", "data.val_size=200", "meta.size=800"], "smaller than the training pool"),
+    (["imbalance_ratio=0.5"], "imbalance_ratio"),
+    (["meta.size=0", "methods=[ce,l2rw]"], r"\['l2rw'\] learn from a clean meta set"),
+    (["data.name=cifar100", "noise.kind=asymmetric"], "asymmetric noise is CIFAR-10's class map"),
+    (["methods=[ce,dml]"], "methods"),
+])
+def test_bad_input_is_refused_before_any_work(refused, override, match):
+    import re
+
+    assert re.search(match, refused("noisy_labels", *override))

@@ -1,7 +1,6 @@
 """InstanceWeights: the update rule, projection, state and cross-process sync."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,8 @@ import pytest
 import torch
 
 from metaloss.core import InstanceWeights
+
+from .toys import launch_two_gloo_processes
 
 WORKER = Path(__file__).with_name("instance_weights_worker.py")
 
@@ -68,13 +69,9 @@ def test_bad_inputs():
 
 @pytest.mark.multiprocess
 def test_two_gloo_processes_match_one_process(tmp_path):
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           str(WORKER), str(tmp_path / "multi")]
-    done = subprocess.run(cmd, env=env, timeout=240, capture_output=True, text=True)
+    done = launch_two_gloo_processes(WORKER, str(tmp_path / "multi"), port=29517)
     assert done.returncode == 0, done.stderr[-3000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(WORKER), str(tmp_path / "single")], check=True, env=env,
                    timeout=120, capture_output=True)
     rank0 = torch.load(tmp_path / "multi-rank0.pt")["table"]

@@ -1,10 +1,14 @@
 """L2R and Meta-Weight-Net against their closed forms on a linear model."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from metaloss.core import Lookahead, MetaWeightNet, cross_entropy, l2r_weights
+
+from .toys import launch_two_gloo_processes
 
 
 def _setup(seed=0, batch=6, dim=4, classes=3):
@@ -95,3 +99,16 @@ def test_l2r_rejects_a_loss_matrix():
     with pytest.raises(ValueError, match="per-example losses"):
         l2r_weights(model, x, lambda z: torch.stack([cross_entropy(z, y)] * 2, 1), xv,
                     lambda z: cross_entropy(z, yv).mean(), lookahead=0.1)
+
+
+@pytest.mark.multiprocess
+def test_meta_weight_net_stays_the_same_on_every_process(tmp_path):
+    worker = Path(__file__).with_name("mwnet_worker.py")
+    done = launch_two_gloo_processes(worker, str(tmp_path / "v"), port=29519)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"v-rank{r}.pt") for r in (0, 1))
+    torch.manual_seed(0)
+    nn.Linear(5, 3)
+    start = MetaWeightNet(hidden=8).net.state_dict()  # the workers' initial V
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert not all(torch.equal(rank0[k], start[k]) for k in rank0)  # it learned

@@ -32,3 +32,18 @@ def gaussian_blobs(n, num_classes=4, dim=10, seed=0, spread=1.0):
     y = torch.randint(0, num_classes, (n,), generator=g)
     x = centres[y] + spread * torch.randn(n, dim, generator=g)
     return x, y
+
+
+def launch_two_gloo_processes(script, *args: str, port: int):
+    """Run ``script`` under ``accelerate launch`` as two gloo processes on the CPU (one thread each)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           str(script), *args]
+    return subprocess.run(cmd, env=env, timeout=240, capture_output=True, text=True)

@@ -1,0 +1,31 @@
+"""Worker for test_reweighting: MetaWeightNet meta steps on different batches in each process.
+
+Each rank looks ahead on its own training batch; after the steps every rank must hold the same V.
+"""
+
+import sys
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+
+from metaloss.core import MetaWeightNet
+
+
+def main(out_prefix: str) -> None:
+    acc = Accelerator(cpu=True)
+    torch.manual_seed(0)  # the same model and V on every rank
+    model, vnet = nn.Linear(5, 3), MetaWeightNet(hidden=8, lr=0.05)
+    g = torch.Generator().manual_seed(100 + acc.process_index)  # each rank its own batches
+    for _ in range(3):
+        x, y = torch.randn(16, 5, generator=g), torch.randint(0, 3, (16,), generator=g)
+        xv, yv = torch.randn(8, 5, generator=g), torch.randint(0, 3, (8,), generator=g)
+        vnet.meta_step(model, x, lambda z, y=y: F.cross_entropy(z, y, reduction="none"), xv,
+                       lambda z, yv=yv: F.cross_entropy(z, yv), lookahead=0.5)
+    torch.save(vnet.net.state_dict(), f"{out_prefix}-rank{acc.process_index}.pt")
+    acc.end_training()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

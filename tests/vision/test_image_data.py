@@ -475,3 +475,13 @@ def test_loader_errors_are_clear(tmp_path, cache):
         load_image_splits("cifar10", fixture_root(), train_limit=1)
     with pytest.raises(ValueError, match="val_size must be an int"):
         stratified_split(torch.tensor([0, 1]), 3, seed=0)
+
+
+def test_features_are_the_normalised_unaugmented_images():
+    images = torch.randint(0, 256, (3, 2, 4, 4), dtype=torch.uint8)
+    dataset = ImageDataset(images, torch.tensor([0, 1, 0]))
+    features = dataset.features((0.5, 0.25), (0.5, 2.0))
+    assert features.shape == (3, 2, 4, 4)
+    torch.testing.assert_close(features[:, 1], (images[:, 1].float() / 255 - 0.25) / 2.0)
+    with pytest.raises(ValueError, match="one value per channel"):
+        dataset.features((0.5,), (0.5,))

@@ -11,7 +11,9 @@ from metaloss.vision.imbalance import long_tailed_counts, long_tailed_indices
 from metaloss.vision.noise import (
     CIFAR10_ASYMMETRIC,
     NOISE_GENERATORS,
+    NOISE_KINDS,
     asymmetric_noise,
+    corrupt_labels,
     instance_dependent_noise,
     pair_noise,
     symmetric_noise,
@@ -269,3 +271,34 @@ def test_noise_generators_registry_shares_one_call_signature():
         noisy, corrupted = generate(LABELS, 0.3, C, seed=0)
         assert torch.equal(corrupted, noisy != LABELS), name
 
+
+
+def test_corrupt_labels_dispatches_by_name_to_the_same_draw():
+    labels = torch.arange(10).repeat(50)
+    features = torch.randn(500, 3, 4, 4)
+    assert torch.equal(corrupt_labels("symmetric", labels, 0.3, 10, seed=4)[0],
+                       symmetric_noise(labels, 0.3, 10, seed=4)[0])
+    assert torch.equal(corrupt_labels("asymmetric", labels, 0.3, 10, seed=4)[0],
+                       asymmetric_noise(labels, 0.3, mapping=CIFAR10_ASYMMETRIC, seed=4)[0])
+    assert torch.equal(corrupt_labels("instance", labels, 0.3, 10, seed=4, features=features)[0],
+                       instance_dependent_noise(labels, features, 0.3, 10, seed=4)[0])
+    for kind in NOISE_KINDS:  # rate 0: labels unchanged, nothing marked corrupted
+        noisy, corrupted = corrupt_labels(kind, labels, 0.0, 10, seed=1, features=features)
+        assert torch.equal(noisy, labels) and not corrupted.any()
+
+
+def test_corrupt_labels_refuses_what_its_generator_cannot_do():
+    labels = torch.arange(10)
+    with pytest.raises(ValueError, match="needs the examples' features"):
+        corrupt_labels("instance", labels, 0.2, 10, seed=0)
+    with pytest.raises(ValueError, match="CIFAR-10's class map and needs 10 classes, got 100"):
+        corrupt_labels("asymmetric", labels, 0.2, 100, seed=0)
+    with pytest.raises(ValueError, match="noise kind must be one of"):
+        corrupt_labels("uniform", labels, 0.2, 10, seed=0)
+
+
+def test_long_tailed_counts_at_least_keeps_every_class():
+    with pytest.raises(ValueError, match="would keep no examples"):
+        long_tailed_counts(10, 100, imbalance_ratio=200)
+    counts = long_tailed_counts(10, 100, imbalance_ratio=200, at_least=1)
+    assert counts[0] == 100 and min(counts) == 1 and counts == sorted(counts, reverse=True)

@@ -161,3 +161,39 @@ def test_bad_input_is_refused_before_any_work(refused, override, match):
     import re
 
     assert re.search(match, refused("noisy_labels", *override))
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["coteaching", "mwnet"])
+def test_a_killed_method_resumes_to_the_uninterrupted_model(tmp_path, method):
+    """Stopped during its second epoch (after the first checkpoint), then run again: the same weights."""
+    from accelerate import Accelerator
+
+    cfg = _config(tmp_path, "noise.rate=0.4", "reweighting.mode=first_order")
+    data, truth = make_noisy_data(cfg, seed=0)
+    data = data if NOISY_METHODS[method] else data.without_meta()
+
+    class DiesInSecondEpoch(Diagnostics):
+        calls = 0
+
+        def epoch_metrics(self):
+            self.calls += 1
+            if self.calls == 2:
+                raise _Killed
+            return super().epoch_metrics()
+
+    def train(folder, diagnostics):
+        run = Run(tmp_path / folder, cfg, "noisy_labels")
+        trainer = NoisyTrainer(run, Accelerator(), data, cfg)
+        return METHOD_TRAINERS[method](trainer, run.unit(method, 0), diagnostics)
+
+    straight = train("straight", Diagnostics(truth, len(data.train)))
+    with pytest.raises(_Killed):
+        train("killed", DiesInSecondEpoch(truth, len(data.train)))
+    resumed = train("killed", Diagnostics(truth, len(data.train)))
+    assert resumed.metrics == straight.metrics, (resumed.metrics, straight.metrics)
+    assert all(torch.equal(resumed.state[k], straight.state[k]) for k in straight.state)

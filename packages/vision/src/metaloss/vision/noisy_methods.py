@@ -219,6 +219,7 @@ def train_l2rw(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Selecte
 
 def train_mwnet(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Selected:
     settings, meta_settings = t.cfg["mwnet"], t.cfg["reweighting"]
+    model = t.new_model(unit)  # seeds the RNG: V's initial weights come from the seed too
     vnet = MetaWeightNet(settings["hidden"], lr=settings["lr"], weight_decay=settings["weight_decay"])
     vnet.to(t.accelerator.device)
 
@@ -238,7 +239,7 @@ def train_mwnet(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Select
 
         return loss_fn
 
-    return t.fit(unit, t.new_model(unit), diagnostics, build_loss=build_loss, state={"vnet": vnet})
+    return t.fit(unit, model, diagnostics, build_loss=build_loss, state={"vnet": vnet})
 
 
 def out_of_fold_probs(t: NoisyTrainer, seed: int) -> torch.Tensor:

@@ -191,7 +191,7 @@ def main() -> None:
           f"torchopt {torchopt.__version__}")
     for arch in args.models:
         diff = check_same_weights(arch, args.check_batch)
-        print(f"\n## {arch}, batch {args.batch}: L2RW weights of ours, higher and torchopt agree "
+        print(f"\n### {arch}, batch {args.batch}: L2RW weights of ours, higher and torchopt agree "
               f"(max |diff| {diff:.1e}, float64, batch {args.check_batch})\n")
         result = bench(arch, args.batch, args.repeats)
         print("| method | ms / iteration | x CE |\n|---|---|---|")

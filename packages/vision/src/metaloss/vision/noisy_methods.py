@@ -54,6 +54,7 @@ class Diagnostics:
     precision (share of selected examples whose training label is clean) and size, and resets.
     ``weighted(indices, weights)`` keeps each example's latest weight in ``weights`` (checkpointed;
     NaN for rows this process never saw). Without a truth (``truth=None``) nothing is measured.
+    Under several processes each measures its own batches, and rank 0's share is what is logged.
     """
 
     def __init__(self, truth: LabelTruth | None, num_examples: int):

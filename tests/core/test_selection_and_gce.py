@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metaloss.core import coteaching_keep_ratio, generalized_cross_entropy, small_loss_mask
+from metaloss.core import (
+    coteaching_keep_ratio,
+    generalized_cross_entropy,
+    small_loss_mask,
+    small_loss_mask_per_class,
+)
 
 
 def test_gce_is_its_closed_form_and_tends_to_ce():
@@ -71,3 +76,28 @@ def test_small_loss_mask_refuses_bad_input():
         small_loss_mask(torch.rand(3), 1.5)
     with pytest.raises(ValueError, match="losses"):
         small_loss_mask(torch.rand(3, 2), 0.5)
+
+
+def test_per_class_selection_keeps_each_class_its_ratio_of_smallest_losses():
+    losses = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.8, 0.2, 0.7, 0.4])
+    classes = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2])
+    ratios = torch.tensor([0.5, 0.34, 0.0, 1.0])  # class 3 is absent from the batch
+    mask = small_loss_mask_per_class(losses, classes, ratios)
+    # class 0: ceil(0.5 * 4) = 2 of losses {0.9, 0.1, 0.5, 0.3} -> 0.1, 0.3; class 1: ceil(0.34 * 3) = 2
+    # of {0.8, 0.2, 0.7} -> 0.2, 0.7; class 2: ratio 0 keeps nothing
+    assert mask.tolist() == [False, True, False, True, False, True, True, False]
+    for c, ratio in enumerate(ratios.tolist()):
+        members = classes == c
+        assert int(mask[members].sum()) == math.ceil(ratio * int(members.sum()) - 1e-9)
+
+
+def test_per_class_selection_refuses_bad_input():
+    losses, classes = torch.rand(4), torch.tensor([0, 1, 1, 2])
+    with pytest.raises(ValueError, match=r"classes must lie in \[0, 1\]"):
+        small_loss_mask_per_class(losses, classes, torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="ratios must lie in"):
+        small_loss_mask_per_class(losses, classes, torch.tensor([0.5, 1.5, 0.2]))
+    with pytest.raises(ValueError, match="one class per loss"):
+        small_loss_mask_per_class(losses, classes[:3], torch.tensor([0.5, 0.5, 0.2]))
+    with pytest.raises(TypeError, match="classes must be an integer tensor"):
+        small_loss_mask_per_class(losses, classes.float(), torch.tensor([0.5, 0.5, 0.2]))

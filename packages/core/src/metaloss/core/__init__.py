@@ -21,7 +21,7 @@ from .engine.losses import (
     mix_losses,
 )
 from .engine.reweighting import MetaWeightNet, l2r_weights
-from .engine.selection import coteaching_keep_ratio, small_loss_mask
+from .engine.selection import coteaching_keep_ratio, small_loss_mask, small_loss_mask_per_class
 from .engine.split import LinearHeadModel, Split, resolve_split
 from .harness.epochs import ValidationSelector, train_epochs
 
@@ -51,6 +51,7 @@ __all__ = [
     "preserved_buffers",
     "resolve_split",
     "small_loss_mask",
+    "small_loss_mask_per_class",
     "train_epochs",
     "trust_by_group",
     "trust_in_guides",

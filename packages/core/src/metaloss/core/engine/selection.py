@@ -9,7 +9,10 @@ examples of each mini-batch, with
 
 so the kept fraction falls from 1 to 1 - tau over the first T_k epochs, tau being
 the expected noise rate. ``small_loss_mask`` is the selection and
-``coteaching_keep_ratio`` the schedule.
+``coteaching_keep_ratio`` the schedule. ``small_loss_mask_per_class`` keeps a
+ratio of each class's examples instead of the batch's (a class-dependent
+criterion R(c), as DML's eq. 8 uses), so a frequent or easy class cannot crowd
+a rare or hard one out of the selection.
 """
 
 from __future__ import annotations
@@ -44,4 +47,33 @@ def small_loss_mask(losses: torch.Tensor, keep_ratio: float) -> torch.Tensor:
     order = torch.sort(losses.detach(), stable=True).indices
     mask = torch.zeros(batch, dtype=torch.bool, device=losses.device)
     mask[order[:keep]] = True
+    return mask
+
+
+def small_loss_mask_per_class(
+    losses: torch.Tensor, classes: torch.Tensor, ratios: torch.Tensor
+) -> torch.Tensor:
+    """Bool (B,) mask keeping, in every class c of the batch, its ceil(ratios[c] * n_c) smallest losses.
+
+    ``classes`` (B,) gives each example's class (a label, or a model's prediction); ``ratios`` (C,)
+    the kept fraction of each class, in [0, 1]. A class with a ratio of 0 keeps nothing; a class
+    absent from the batch contributes nothing. Ties are broken by position, as in ``small_loss_mask``.
+    """
+    check_tensor("losses", losses, ndim=1, floating=True)
+    check_tensor("classes", classes, ndim=1, floating=False)
+    check_tensor("ratios", ratios, ndim=1, floating=True)
+    if classes.shape != losses.shape:
+        raise ValueError(f"classes must give one class per loss: {tuple(losses.shape)} losses, "
+                         f"{tuple(classes.shape)} classes")
+    if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= len(ratios)):
+        raise ValueError(f"classes must lie in [0, {len(ratios) - 1}] (one ratio per class), "
+                         f"got values in [{int(classes.min())}, {int(classes.max())}]")
+    if not bool(((ratios >= 0) & (ratios <= 1)).all()):  # NaN fails both comparisons
+        raise ValueError(f"ratios must lie in [0, 1], got {ratios.tolist()}")
+    mask = torch.zeros_like(losses, dtype=torch.bool)
+    for c in classes.unique().tolist():
+        members = (classes == c).nonzero().flatten()
+        keep = math.ceil(float(ratios[c]) * len(members) - 1e-9)  # the 1e-9: ratio * n exact in reals
+        order = torch.sort(losses.detach()[members], stable=True).indices
+        mask[members[order[:keep]]] = True
     return mask

@@ -171,3 +171,14 @@ def test_a_teacher_is_the_same_whatever_ran_before_it(tmp_path):
                                  weights_only=False)["best_model"])
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@pytest.mark.parametrize("kind", ["symmetric", "instance", "asymmetric"])
+def test_students_labels_carry_the_configured_noise(tmp_path, kind):
+    from metaloss.vision.distillation import make_setting
+
+    setting = make_setting(_config(tmp_path, f"data.noise={kind}", "data.label_noise=0.4"), seed=3)
+    clean = setting.splits.train.labels
+    assert torch.equal(setting.noisy, setting.labels != clean)
+    low = 0.1 if kind == "asymmetric" else 0.25  # asymmetric flips only CIFAR-10's five mapped classes
+    assert low < setting.noisy.float().mean() < 0.55

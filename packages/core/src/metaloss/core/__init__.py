@@ -20,6 +20,7 @@ from .engine.losses import (
     kd_loss,
     mix_losses,
 )
+from .engine.meta_feedback import FeedbackStep, MetaFeedback
 from .engine.reweighting import MetaWeightNet, l2r_weights
 from .engine.selection import coteaching_keep_ratio, small_loss_mask, small_loss_mask_per_class
 from .engine.split import LinearHeadModel, Split, resolve_split
@@ -32,7 +33,9 @@ __all__ = [
     "LinearHeadModel",
     "IndexedDataset",
     "Lookahead",
+    "MetaFeedback",
     "MetaWeightNet",
+    "FeedbackStep",
     "Split",
     "ValidationSelector",
     "composition_weights",

@@ -155,7 +155,7 @@ def test_every_method_trains_reports_and_resumes_nothing(tmp_path):
     (["imbalance_ratio=0.5"], "imbalance_ratio"),
     (["meta.size=0", "methods=[ce,l2rw]"], r"\['l2rw'\] learn from a clean meta set"),
     (["data.name=cifar100", "noise.kind=asymmetric"], "asymmetric noise is CIFAR-10's class map"),
-    (["methods=[ce,dml]"], "methods"),
+    (["methods=[ce,l2t_dln]"], "methods"),
 ])
 def test_bad_input_is_refused_before_any_work(refused, override, match):
     import re

@@ -11,6 +11,9 @@ its epoch is selected on the noisy validation split (``training.fit_images``):
   (Ren et al. 2018); the loss is sum_i w_i l_i.
 - ``mwnet``: core's ``MetaWeightNet`` takes one meta step per batch on the clean meta set, then the
   model trains on mean_i V(l_i) l_i (Shu et al. 2019, eqs. 3-5).
+- ``dml`` / ``dml_2nd``: DML (issue 14): a teacher of the same family learns from its student's
+  feedback through core's ``MetaFeedback`` (first / second order); no clean data. The student is the
+  model that is evaluated and selected; the teacher, its optimizer and R_t(c) are checkpointed.
 - ``confident_learning``: out-of-fold predicted probabilities from k models of the same family
   (each its own unit of the run, ``cl_fold<k>``), cleanlab's ``find_label_issues``, then CE on the
   examples it keeps (Northcutt et al. 2021).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +36,7 @@ from torch import nn
 from metaloss.core import (
     InstanceWeights,
     Lookahead,
+    MetaFeedback,
     MetaWeightNet,
     coteaching_keep_ratio,
     cross_entropy,
@@ -44,7 +49,7 @@ from metaloss.core.harness import Run, Selected, Unit, predict, seed_everything
 from .data import ImageDataset
 from .models import create_model
 from .noisy_data import LabelTruth, NoisyData
-from .training import accuracy, eval_batches, fit_images
+from .training import accuracy, eval_batches, fit_images, make_optimizer
 
 
 class Diagnostics:
@@ -149,15 +154,20 @@ class NoisyTrainer:
 
     def fit(self, unit: Unit, model: nn.Module, diagnostics: Diagnostics | None = None, *,
             epochs: int | None = None, indices: torch.Tensor | None = None, state: dict | None = None,
-            **fit_kwargs) -> Selected:
-        """Train ``model`` for ``unit`` (checkpointing ``diagnostics`` and ``state`` with it); add the
-        last epoch's test accuracy and the meta set's size to what was selected."""
+            more_metrics: Callable[[], dict] | None = None, **fit_kwargs) -> Selected:
+        """Train ``model`` for ``unit`` (checkpointing ``diagnostics`` and ``state`` with it; logging
+        ``more_metrics()`` after each epoch); add the last epoch's test accuracy and the meta set's
+        size to what was selected."""
         extra = {**({"diagnostics": diagnostics} if diagnostics is not None else {}), **(state or {})}
+
+        def monitor() -> dict:
+            measured = diagnostics.epoch_metrics() if diagnostics else {}
+            return {**measured, **(more_metrics() if more_metrics else {})}
+
         selected = fit_images(self.run, unit, model, accelerator=self.accelerator, train_set=self.data.train,
                               splits=self.data, optim=self.optim(), epochs=epochs or self.epochs,
                               workers=self.cfg["data"]["workers"], indices=indices, test_every_epoch=True,
-                              monitor=diagnostics.epoch_metrics if diagnostics is not None else None,
-                              extra_state=extra, **fit_kwargs)
+                              monitor=monitor, extra_state=extra, **fit_kwargs)
         selected.metrics["last_test_acc"] = accuracy(
             model, eval_batches(self.data.test, workers=self.cfg["data"]["workers"]), self.accelerator.device)
         selected.metrics["meta_size"] = self.data.meta_size
@@ -243,6 +253,37 @@ def train_mwnet(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Select
     return t.fit(unit, model, diagnostics, build_loss=build_loss, state={"vnet": vnet})
 
 
+def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str = "first_order") -> Selected:
+    if t.accelerator.num_processes > 1:
+        raise ValueError("dml trains in one process for now (MetaFeedback steps the plain student); "
+                         f"this run has {t.accelerator.num_processes}")
+    settings = t.cfg["dml"]
+    student = t.new_model(unit)  # seeds the RNG: the teacher's initial weights come from the seed too
+    arch = settings["teacher_arch"] or t.cfg["model"]["arch"]
+    teacher = create_model(arch, t.data).to(t.accelerator.device)
+    teacher_optimizer, teacher_schedule = make_optimizer(teacher, t.optim(), t.epochs)
+    feedback = MetaFeedback(teacher, teacher_optimizer, t.data.num_classes, epsilon0=settings["epsilon0"],
+                            lam=settings["lam"], temperature=settings["temperature"], alpha=settings["alpha"],
+                            label_smoothing=settings["label_smoothing"], order=order,
+                            feedback=settings["feedback"])
+
+    def build_step(model: nn.Module, optimizer) -> Callable:
+        def step(idx, x):
+            out = feedback.step(model, optimizer, x, t.labels_of(idx, x))
+            diagnostics.selected(idx, out.selected)
+            return out.student_loss
+
+        return step
+
+    def ratios() -> dict:  # R_t(c) per class over training (DML Figure 4c)
+        return {"feedback_sum": feedback.accumulated_feedback,
+                **{f"ratio_{c}": float(r) for c, r in enumerate(feedback.ratios)}}
+
+    return t.fit(unit, student, diagnostics, build_step=build_step, more_metrics=ratios,
+                 on_epoch_end=lambda epoch, model: teacher_schedule.step(),
+                 state={"teacher": teacher, "meta_feedback": feedback, "teacher_schedule": teacher_schedule})
+
+
 def out_of_fold_probs(t: NoisyTrainer, seed: int) -> torch.Tensor:
     """(N, C) predicted probabilities of every training example from the model that did not see it.
 
@@ -305,4 +346,6 @@ METHOD_TRAINERS: dict[str, Callable[[NoisyTrainer, Unit, Diagnostics], Selected]
     "l2rw": train_l2rw,
     "mwnet": train_mwnet,
     "confident_learning": train_confident_learning,
+    "dml": train_dml,
+    "dml_2nd": partial(train_dml, order="second_order"),
 }

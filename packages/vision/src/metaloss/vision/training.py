@@ -28,6 +28,7 @@ from .data import make_loader
 
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, object]]]
 LossFn = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
+StepFn = Callable[[torch.Tensor, torch.Tensor], float]  # (indices, inputs) -> the batch's loss
 SCHEDULES = ("cosine", "multistep")
 
 
@@ -93,6 +94,7 @@ def fit(
     train_batches: Batches,
     loss_fn: LossFn | None = None,
     build_loss: Callable[[nn.Module, torch.optim.Optimizer], LossFn] | None = None,
+    build_step: Callable[[nn.Module, torch.optim.Optimizer], StepFn] | None = None,
     evaluate: Callable[[nn.Module], Mapping[str, float]],
     test: Callable[[nn.Module], float] | None = None,
     optim: Mapping,
@@ -112,6 +114,9 @@ def fit(
         build_loss: instead of ``loss_fn``, ``(model, optimizer) -> loss_fn`` for losses
             that look ahead along the optimizer's next step (L2RW, MW-Net); ``model``
             is the plain (unwrapped) model.
+        build_step: instead of a loss, ``(model, optimizer) -> step(indices, inputs) -> loss``
+            for methods that take the model's step themselves (DML's ``MetaFeedback``); one
+            process only, as the plain model is stepped.
         evaluate: ``model -> {"val_acc": ..., "test_acc": ...}`` after each epoch.
         test: ``model -> test accuracy``; if given, ``evaluate`` returns only
             ``val_acc`` and the test set is measured only at new validation bests.
@@ -131,8 +136,8 @@ def fit(
     """
     if amal is not None and amal_losses is None:
         raise ValueError("fit with amal needs amal_losses (the per-example loss matrix)")
-    if (loss_fn is None) == (build_loss is None):
-        raise ValueError("fit needs exactly one of loss_fn and build_loss")
+    if sum(f is not None for f in (loss_fn, build_loss, build_step)) != 1:
+        raise ValueError("fit needs exactly one of loss_fn, build_loss and build_step")
     device = accelerator.device
     model.to(device)
     optimizer, scheduler = make_optimizer(model, optim, epochs)
@@ -140,6 +145,7 @@ def fit(
     plain = accelerator.unwrap_model(prepared)
     if build_loss is not None:
         loss_fn = build_loss(plain, optimizer)
+    step_fn = build_step(plain, optimizer) if build_step is not None else None
     val_batches = [(x.to(device), y.to(device)) for x, y in amal_val_batches] if amal else []
 
     def epoch_fn(epoch: int) -> dict:
@@ -159,8 +165,12 @@ def fit(
             x = x.to(device)
             return loss_fn(prepared(x), idx, x)
 
-        train_loss = sgd_epoch(train_batches(epoch), batch_loss, [prepared_optimizer],
-                               backward=accelerator.backward)
+        if step_fn is not None:
+            losses = [(step_fn(idx, x.to(device)), len(idx)) for idx, x in train_batches(epoch)]
+            train_loss = sum(v * n for v, n in losses) / max(sum(n for _, n in losses), 1)
+        else:
+            train_loss = sgd_epoch(train_batches(epoch), batch_loss, [prepared_optimizer],
+                                   backward=accelerator.backward)
         scheduler.step()
         if on_epoch_end is not None:
             on_epoch_end(epoch, plain)

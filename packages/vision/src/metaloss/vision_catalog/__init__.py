@@ -53,7 +53,7 @@ METHODS = {
 KD_DIGITS_MIXING = {"ce": "none", "kd": "fixed", "amal": "amal"}
 # noisy_labels: method -> whether it learns from the clean meta set
 NOISY_METHODS = {"ce": False, "gce": False, "coteaching": False, "l2rw": True, "mwnet": True,
-                 "confident_learning": False}
+                 "confident_learning": False, "dml": False, "dml_2nd": False}
 HYPERGRADIENT_MODES = ("exact", "first_order", "last_layer", "finite_difference")  # core's MODES
 # What a config can be checked against before any image is read
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "fashion_mnist": 10, "stanford_cars": 196,
@@ -398,6 +398,18 @@ class ConfidentLearningSection(Section):
     fold_epochs: PositiveInt = Field(description="each fold model's epochs (before schedule_scale)")
 
 
+class DMLSection(Section):
+    epsilon0: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="initial per-class selection ratio R_0(c)")
+    lam: Probability = Field(description="lambda of eq. 2: (1 - lam) CE + lam KD (0: no KD)")
+    temperature: PositiveFloat = Field(description="xi of the pseudo labels and KD")
+    alpha: Annotated[float, Field(ge=0)] = Field(description="weight of the teacher's relabelling loss")
+    label_smoothing: NoiseRate = Field(description="of the relabelling loss, in [0, 1)")
+    feedback: Literal["student", "constant"] = Field(description="student: h of eq. 7; constant: h = 1 "
+                                                                 "(the no-feedback ablation)")
+    teacher_arch: str | None = Field(description="the teacher's timm name (null: model.arch)")
+
+
 class NoisyLabelsConfig(RecipeConfig):
     """The ``noisy_labels`` recipe's config (``noisy_labels.yaml``)."""
 
@@ -418,6 +430,7 @@ class NoisyLabelsConfig(RecipeConfig):
     reweighting: ReweightingSection
     mwnet: MWNetSection
     confident_learning: ConfidentLearningSection
+    dml: DMLSection
 
     @model_validator(mode="after")
     def _consistent(self):

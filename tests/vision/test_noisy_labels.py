@@ -197,3 +197,29 @@ def test_a_killed_method_resumes_to_the_uninterrupted_model(tmp_path, method):
     resumed = train("killed", Diagnostics(truth, len(data.train)))
     assert resumed.metrics == straight.metrics, (resumed.metrics, straight.metrics)
     assert all(torch.equal(resumed.state[k], straight.state[k]) for k in straight.state)
+
+
+def test_balanced_accuracy_is_the_mean_of_per_class_accuracies():
+    from metaloss.vision.training import accuracy
+
+    class Fixed(torch.nn.Module):  # predicts class 0 for everything
+        def forward(self, x):
+            return torch.stack([torch.ones(len(x)), torch.zeros(len(x))], 1)
+
+    batches = [(torch.zeros(4, 1), torch.tensor([0, 0, 0, 1]))]
+    assert accuracy(Fixed(), batches) == 0.75
+    assert accuracy(Fixed(), batches, balanced=True) == 0.5  # (1 + 0) / 2: the tail class counts as much
+
+
+@pytest.mark.slow
+def test_a_long_tail_selects_on_balanced_validation_accuracy(tmp_path):
+    from accelerate import Accelerator
+
+    cfg = _config(tmp_path, "data.train_limit=2000", "imbalance_ratio=10", "noise.rate=0", "model.epochs=1")
+    data, truth = make_noisy_data(cfg, seed=0)
+    run = Run(tmp_path / "run", cfg, "noisy_labels")
+    trainer = NoisyTrainer(run, Accelerator(), data.without_meta(), cfg)
+    assert trainer.select_balanced
+    selected = METHOD_TRAINERS["ce"](trainer, run.unit("ce", 0), Diagnostics(truth, len(data.train)))
+    assert "val_balanced_acc" in selected.metrics and "val_acc" not in selected.metrics
+    assert not NoisyTrainer(run, Accelerator(), data, {**cfg, "imbalance_ratio": 1}).select_balanced

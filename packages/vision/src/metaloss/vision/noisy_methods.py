@@ -140,6 +140,12 @@ class NoisyTrainer:
     cfg: dict
 
     @property
+    def select_balanced(self) -> bool:
+        """Balanced validation accuracy selects the epoch: asked for, or ``auto`` with a long tail."""
+        choice = self.cfg["selection"]
+        return choice == "balanced_accuracy" or (choice == "auto" and self.cfg["imbalance_ratio"] > 1)
+
+    @property
     def epochs(self) -> int:
         return scaled(self.cfg["model"]["epochs"], self.cfg["schedule_scale"])
 
@@ -167,7 +173,8 @@ class NoisyTrainer:
         selected = fit_images(self.run, unit, model, accelerator=self.accelerator, train_set=self.data.train,
                               splits=self.data, optim=self.optim(), epochs=epochs or self.epochs,
                               workers=self.cfg["data"]["workers"], indices=indices, test_every_epoch=True,
-                              monitor=monitor, extra_state=extra, **fit_kwargs)
+                              monitor=monitor, extra_state=extra, select_balanced=self.select_balanced,
+                              **fit_kwargs)
         selected.metrics["last_test_acc"] = accuracy(
             model, eval_batches(self.data.test, workers=self.cfg["data"]["workers"]), self.accelerator.device)
         selected.metrics["meta_size"] = self.data.meta_size

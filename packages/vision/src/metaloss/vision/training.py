@@ -67,8 +67,13 @@ def eval_batches(dataset, *, workers: int):
     return make_loader(dataset, 512, train=False, workers=workers, seed=0, epoch=0)
 
 
-def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], device=None) -> float:
-    """Top-1 accuracy of ``model`` (in eval mode) over ``(inputs, labels)`` batches."""
+def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], device=None, *,
+             balanced: bool = False) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) over ``(inputs, labels)`` batches.
+
+    ``balanced``: the mean over the classes present of each class's accuracy (balanced accuracy),
+    which a long-tailed validation split needs to stand for a class-balanced test set.
+    """
     labels: list[torch.Tensor] = []
 
     def inputs():
@@ -82,7 +87,11 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], d
         if not labels:
             raise ValueError("accuracy needs at least one labelled example, got none") from err
         raise
-    return int((predicted == torch.cat(labels)).sum()) / len(predicted)
+    truth = torch.cat(labels)
+    right = (predicted == truth).float()
+    if balanced:
+        return float(torch.stack([right[truth == c].mean() for c in truth.unique()]).mean())
+    return float(right.mean())
 
 
 def fit(
@@ -105,6 +114,7 @@ def fit(
     extra_state: Mapping[str, object] | None = None,
     on_epoch_start: Callable[[int], None] | None = None,
     on_epoch_end: Callable[[int, nn.Module], None] | None = None,
+    val_key: str = "val_acc",
 ) -> Selected:
     """Train ``model`` for ``unit`` and return what was selected on validation data.
 
@@ -130,6 +140,7 @@ def fit(
             schedule that the loss reads).
         on_epoch_end: called as ``(epoch, model)`` after each epoch (e.g. to keep
             early-stopped snapshots).
+        val_key: the metric of ``evaluate`` that selects the epoch.
     Returns:
         ``train_epochs``' ``Selected``: best epoch, val and test accuracy there,
         and the selected weights.
@@ -180,6 +191,7 @@ def fit(
     if amal is not None:
         stateful["amal"] = amal.weights
     return train_epochs(unit, model=plain, stateful=stateful, epochs=epochs, epoch_fn=epoch_fn,
+                        val_key=val_key,
                         log=run.log, test_fn=None if test is None else (lambda: test(prepared)),
                         progress=lambda it: run.progress(it, desc=f"{unit.method} seed {unit.seed}"))
 
@@ -187,12 +199,13 @@ def fit(
 def fit_images(run: Run, unit: Unit, model: nn.Module, *, accelerator: Accelerator, train_set, splits,
                optim: Mapping, epochs: int, workers: int, indices: torch.Tensor | None = None,
                test_every_epoch: bool = False, monitor: Callable[[], Mapping[str, float]] | None = None,
-               **fit_kwargs) -> Selected:
+               select_balanced: bool = False, **fit_kwargs) -> Selected:
     """``fit`` on images: augmented batches of ``train_set`` (only its ``indices`` if given), accuracy
     on ``splits.val`` after every epoch and on ``splits.test`` at new validation bests (after every
     epoch with ``test_every_epoch``, for learning curves; selection still reads validation only).
 
     ``monitor()``, if given, adds its metrics to each epoch's log (e.g. what a method selected).
+    ``select_balanced``: select on the validation split's balanced accuracy (``val_balanced_acc``).
     The validation batches also serve AMAL's meta phase (``amal=`` in ``fit_kwargs``).
     """
     device = accelerator.device
@@ -207,8 +220,10 @@ def fit_images(run: Run, unit: Unit, model: nn.Module, *, accelerator: Accelerat
 
     def evaluate(m) -> dict:
         metrics = {"val_acc": accuracy(m, val, device)} | (dict(monitor()) if monitor else {})
+        if select_balanced:
+            metrics["val_balanced_acc"] = accuracy(m, val, device, balanced=True)
         return metrics | {"test_acc": test(m)} if test_every_epoch else metrics
 
     return fit(run, unit, model, accelerator=accelerator, train_batches=batches, evaluate=evaluate,
                test=None if test_every_epoch else test, optim=optim, epochs=epochs, amal_val_batches=val,
-               **fit_kwargs)
+               val_key="val_balanced_acc" if select_balanced else "val_acc", **fit_kwargs)

@@ -425,6 +425,9 @@ class NoisyLabelsConfig(RecipeConfig):
     optim: ScheduledSGD
     schedule_scale: Annotated[float, Field(gt=0, le=1)] = Field(
         description="multiplies every epoch count (milestones, T_k), for CPU runs")
+    selection: Literal["auto", "accuracy", "balanced_accuracy"] = Field(
+        description="what selects the epoch on the noisy validation split; auto: balanced accuracy "
+                    "(mean per-class accuracy) with a long tail, else accuracy")
     gce: GCESection
     coteaching: CoTeachingSection
     reweighting: ReweightingSection

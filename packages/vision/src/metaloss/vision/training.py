@@ -88,7 +88,7 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], d
             raise ValueError("accuracy needs at least one labelled example, got none") from err
         raise
     truth = torch.cat(labels)
-    right = (predicted == truth).float()
+    right = (predicted == truth).double()  # float64: the exact fraction, as count / n
     if balanced:
         return float(torch.stack([right[truth == c].mean() for c in truth.unique()]).mean())
     return float(right.mean())

@@ -131,7 +131,7 @@ def _risk_after_expected_step(student, teacher, t_state, x, y, sel):
     with torch.no_grad():
         for p, gr in zip(s.parameters(), grads):
             p -= 0.3 * gr
-    return float(F.cross_entropy(s(x[sel]), y[sel]))
+    return float(F.cross_entropy(s(x[sel]), y[sel]).detach())
 
 
 def _data():

@@ -94,8 +94,8 @@ def make_noisy_data(cfg: dict, seed: int) -> tuple[NoisyData, LabelTruth]:
     if ratio > 1:
         train_rows = train_rows[long_tailed_indices(pool.labels[train_rows], num_classes,
                                                     imbalance_ratio=ratio, seed=seed)]
-        val = _subset(val, long_tailed_indices(val.labels, num_classes, imbalance_ratio=ratio,
-                                               at_least=1, seed=seed))
+        val = val.subset(long_tailed_indices(val.labels, num_classes, imbalance_ratio=ratio,
+                                             at_least=1, seed=seed))
     clean = pool.labels[train_rows]
     both = torch.cat([clean, val.labels])
     features = None
@@ -110,12 +110,9 @@ def make_noisy_data(cfg: dict, seed: int) -> tuple[NoisyData, LabelTruth]:
         train=ImageDataset(pool.images[train_rows], noisy[:n], pool.transform),
         val=ImageDataset(val.images, noisy[n:], eval_transform),
         test=splits.test,
-        meta=_subset(pool.with_transform(eval_transform), meta_rows) if per_class else None,
+        meta=pool.with_transform(eval_transform).subset(meta_rows) if per_class else None,
         num_classes=num_classes,
         noise_rate=noise["rate"],
     )
     return data, LabelTruth(clean, corrupted[:n])
 
-
-def _subset(dataset: ImageDataset, rows: torch.Tensor) -> ImageDataset:
-    return ImageDataset(dataset.images[rows], dataset.labels[rows], dataset.transform)

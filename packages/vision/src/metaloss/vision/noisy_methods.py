@@ -311,8 +311,7 @@ def out_of_fold_probs(t: NoisyTrainer, seed: int) -> torch.Tensor:
             unit, model, epochs=epochs, indices=(~held_out).nonzero().flatten(),
             loss_fn=lambda z, idx, x: F.cross_entropy(z, t.labels_of(idx, z))))
         rows = held_out.nonzero().flatten()
-        subset = ImageDataset(plain.images[rows], plain.labels[rows], plain.transform)
-        batches = (x for x, _ in eval_batches(subset, workers=t.cfg["data"]["workers"]))
+        batches = (x for x, _ in eval_batches(plain.subset(rows), workers=t.cfg["data"]["workers"]))
         probs[rows] = F.softmax(predict(model, batches, t.accelerator.device), dim=1)
     return probs
 

@@ -224,6 +224,7 @@ class MetaFeedback:
         return loss
 
     def _kd(self, z_student: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        # core's kd_loss detaches the teacher; here the second order differentiates through q
         log_p = F.log_softmax(z_student / self.temperature, 1)
         return self.temperature**2 * (q * (torch.log(q.clamp_min(1e-12)) - log_p)).sum(1)
 

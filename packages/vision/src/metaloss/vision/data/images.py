@@ -48,6 +48,10 @@ class ImageDataset(Dataset):
         """The same images and labels (shared, not copied) under another transform."""
         return ImageDataset(self.images, self.labels, transform)
 
+    def subset(self, rows: torch.Tensor) -> ImageDataset:
+        """The examples at ``rows`` (an index tensor), same transform."""
+        return ImageDataset(self.images[rows], self.labels[rows], self.transform)
+
     def features(self, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
         """Float (N, C, H, W) images normalised by per-channel ``mean`` and ``std`` (on the [0, 1] scale),
         unaugmented: the inputs a model sees, e.g. for instance-dependent label noise."""

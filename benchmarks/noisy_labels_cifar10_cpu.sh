@@ -3,6 +3,9 @@
 #   symmetric:  40% symmetric noise, all six methods
 #   instance:   40% instance-dependent noise (Xia et al. 2020): ce, coteaching, l2rw
 #   longtail:   imbalance ratio 100, clean labels, M = 100 (10 per class): ce, l2rw, mwnet
+#   symmetric_dml, instance_dml: dml on the same data as symmetric / instance (issue 14), own folders
+#   so that the baselines' runs resume untouched
+#   dml_ablation: dml at 40% symmetric with lambda = 0 (no KD) and with h = 1 (no feedback)
 # Needs the full CIFAR-10 (a data root with cifar10/{train,test}.parquet):
 #   METALOSS_DATA=../shared/data bash benchmarks/noisy_labels_cifar10_cpu.sh [key=value ...]
 # SETTINGS="symmetric" runs one; OUT_DIR names the output folder. A killed run resumes when rerun.
@@ -10,10 +13,14 @@ set -euo pipefail
 config=packages/vision/src/metaloss/vision/recipes/configs/noisy_labels_cifar10_cpu.yaml
 out=${OUT_DIR:-runs/noisy_labels_cifar10_cpu}
 run() { .venv/bin/python tools/run.py noisy_labels --config "$config" --run-dir "$out/$1" "${@:2}"; }
-for setting in ${SETTINGS:-symmetric longtail instance}; do
+for setting in ${SETTINGS:-symmetric longtail instance symmetric_dml instance_dml dml_ablation}; do
   case $setting in
     symmetric) run symmetric "$@" ;;
     instance) run instance noise.kind=instance "methods=[ce,coteaching,l2rw]" "$@" ;;
+    symmetric_dml) run symmetric_dml "methods=[dml]" "$@" ;;
+    instance_dml) run instance_dml noise.kind=instance "methods=[dml]" "$@" ;;
+    dml_ablation) run symmetric_dml_lam0 "methods=[dml]" dml.lam=0 "$@"
+                  run symmetric_dml_no_feedback "methods=[dml]" dml.feedback=constant "$@" ;;
     longtail) run longtail noise.rate=0 imbalance_ratio=100 meta.size=100 "methods=[ce,l2rw,mwnet]" "$@" ;;
     *) echo "unknown setting $setting" >&2; exit 2 ;;
   esac

@@ -10,6 +10,8 @@ An iteration is everything a method does per training batch:
 - ``l2rw``: core's ``l2r_weights`` (look-ahead on the meta batch), then the weighted step;
   ``l2rw_first_order``: the same with ``mode="first_order"``;
 - ``mwnet``: ``MetaWeightNet.meta_step``, then the step on V-weighted losses;
+- ``dml`` / ``dml_2nd``: core's ``MetaFeedback.step`` (a teacher of the same architecture; selection,
+  the student's step on pseudo labels, the feedback, the teacher's step), first and second order;
 - ``l2rw_higher`` / ``l2rw_torchopt``: the same L2RW meta step written with the ``higher`` and
   ``torchopt`` libraries (benchmark-only dependencies, ``requirements-bench.txt``), then the step.
 
@@ -39,6 +41,7 @@ import torchopt
 import metaloss.vision  # noqa: F401  (registers the CIFAR models in timm)
 from metaloss.core import (
     Lookahead,
+    MetaFeedback,
     MetaWeightNet,
     coteaching_keep_ratio,
     generalized_cross_entropy,
@@ -151,6 +154,11 @@ def iterations(arch: str, batch: int) -> dict:
             step(optimizer, (vnet(losses).detach() * losses).mean())
         return run
 
+    def dml(order):
+        (student, optimizer), (teacher, teacher_optimizer) = new(), new()
+        feedback = MetaFeedback(teacher, teacher_optimizer, 10, order=order)
+        return lambda: feedback.step(student, optimizer, x, y)
+
     return {
         "ce": plain(lambda z, t: F.cross_entropy(z, t)),
         "gce": plain(generalized_cross_entropy),
@@ -159,6 +167,8 @@ def iterations(arch: str, batch: int) -> dict:
         "l2rw_first_order": l2rw(lambda m, o: l2r_weights_ours(m, x, y, x_meta, y_meta,
                                                                Lookahead.from_optimizer(o), "first_order")),
         "mwnet": mwnet(),
+        "dml": dml("first_order"),
+        "dml_2nd": dml("second_order"),
         "l2rw_higher": l2rw(lambda m, o: l2r_weights_higher(m, x, y, x_meta, y_meta, LR)),
         "l2rw_torchopt": l2rw(lambda m, o: l2r_weights_torchopt(m, x, y, x_meta, y_meta, LR)),
     }
@@ -201,6 +211,10 @@ def main() -> None:
         print(f"\nours / fastest peer: l2rw {result['ms']['l2rw'] / fastest_peer:.2f}, "
               f"l2rw_first_order {result['ms']['l2rw_first_order'] / fastest_peer:.2f}, "
               f"mwnet {result['ms']['mwnet'] / fastest_peer:.2f}")
+        ms = result["ms"]
+        print("dml (issue 14; target: dml <= 3x ce, faster than l2rw and mwnet): "
+              + ", ".join(f"{name} {ms[name] / ms[peer]:.2f}x {peer}" for name in ("dml", "dml_2nd")
+                          for peer in ("ce", "l2rw", "mwnet")))
         print(json.dumps(result))
 
 

@@ -168,24 +168,39 @@ def test_first_order_feedback_gradient_points_where_the_exact_one_does(float64_d
     assert cosine > 0.5, cosine  # 0.99 here; -0.99 with h's sign flipped
 
 
-def test_selection_keeps_each_teacher_class_its_ratio_and_ratios_follow_eq_8():
+@pytest.mark.parametrize("group_by", ["label", "teacher"])
+def test_selection_keeps_each_class_its_ratio_and_ratios_follow_eq_8(group_by):
     torch.manual_seed(0)
     student, teacher = nn.Linear(D, C), nn.Linear(D, C)
-    fb = MetaFeedback(teacher, torch.optim.SGD(teacher.parameters(), lr=0.1), C, epsilon0=0.3)
+    fb = MetaFeedback(teacher, torch.optim.SGD(teacher.parameters(), lr=0.1), C, epsilon0=0.3,
+                      group_by=group_by)
     x, y = _batch(dtype=torch.float32)
-    classes = teacher(x).argmax(1)
+    classes = y if group_by == "label" else teacher(x).argmax(1)
     losses = fb.example_losses(student(x).detach(), teacher(x).detach(), y)
     out = fb.step(student, torch.optim.SGD(student.parameters(), lr=0.1), x, y)
     for c in range(C):
         members = classes == c
-        # t = 0: every class the teacher predicts keeps ceil(eps0 * n_c) examples; others none
+        # t = 0: every class of the batch keeps ceil(eps0 * n_c) examples; others none
         assert int(out.selected[members].sum()) == (-(-3 * int(members.sum()) // 10) if members.any() else 0)
-        if members.any():  # R_1(c) = min(1, eps0 + share of class c below eps0 + h_0)
-            share = float((losses[members] < 0.3 + out.feedback).float().mean())
+        if members.any():  # R_1(c) = min(1, eps0 + share of class c below eps0 + gamma h_0)
+            share = float((losses[members] < 0.3 + 0.1 * out.feedback).float().mean())
             assert float(fb.ratios[c]) == pytest.approx(min(1.0, 0.3 + share))
         else:
             assert float(fb.ratios[c]) == pytest.approx(0.3)
-    assert fb.accumulated_feedback == out.feedback and fb.steps == 1
+    assert fb.accumulated_feedback == pytest.approx(0.1 * out.feedback) and fb.steps == 1
+
+
+def test_the_loss_threshold_is_eps0_plus_the_accumulated_scaled_feedback():
+    fb = MetaFeedback(nn.Linear(D, C), torch.optim.SGD(nn.Linear(D, C).parameters(), lr=0.1), C,
+                      epsilon0=0.1)
+    assert fb.threshold == pytest.approx(0.1)  # before any step: eps0
+    classes = torch.tensor([0, 0, 0, 0, 1, 1])
+    losses = torch.tensor([0.05, 0.2, 0.5, 2.0, 0.3, 3.0])
+    for feedback in (0.1, 0.3):  # scaled feedback gamma * h of two steps: sum 0.4, threshold 0.5
+        fb._update_ratios(losses, classes, feedback)
+    assert fb.threshold == pytest.approx(0.5) and fb.steps == 2
+    # class 0: 0.05, 0.2 below 0.5 (0.5 is not) -> 0.1 + 2/4; class 1: 0.3 -> 0.1 + 1/2; others: eps0
+    assert fb.ratios.tolist() == pytest.approx([0.6, 0.6] + [0.1] * (C - 2))
 
 
 def test_state_dict_resumes_exactly():
@@ -231,6 +246,7 @@ def test_state_dict_resumes_exactly():
         ({"alpha": -1.0}, "alpha"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"order": "third"}, "order"),
+        ({"group_by": "prediction"}, "group_by"),
     ],
 )
 def test_bad_settings_name_the_argument(kwargs, match):
@@ -246,3 +262,47 @@ def test_teacher_and_student_with_different_class_counts_are_refused():
     x, y = _batch(dtype=torch.float32)
     with pytest.raises(ValueError, match=r"the student must return \(B, 3\) logits \(num_classes\)"):
         fb.step(student, torch.optim.SGD(student.parameters(), lr=0.1), x, y)
+
+
+def test_warmup_selects_every_example_and_leaves_the_ratios_alone():
+    torch.manual_seed(0)
+    student, teacher = nn.Linear(D, C), nn.Linear(D, C)
+    fb = MetaFeedback(teacher, torch.optim.SGD(teacher.parameters(), lr=0.1), C, epsilon0=0.3, warmup_steps=2)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    x, y = _batch(dtype=torch.float32)
+    for _ in range(2):
+        assert bool(fb.step(student, optimizer, x, y).selected.all())
+        assert fb.ratios.tolist() == pytest.approx([0.3] * C) and fb.steps == 0
+    selected = fb.step(student, optimizer, x, y).selected  # after warm-up: ceil(0.3 n_c) per label
+    assert int(selected.sum()) == sum(-(-3 * int((y == c).sum()) // 10) for c in range(C))
+    assert fb.steps == 1 and fb.warmup_left == 0
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    networks = all(torch.equal(a[net][k], b[net][k]) for net in ("student", "teacher") for k in a[net])
+    same_feedback = a["accumulated_feedback"] == b["accumulated_feedback"]
+    return networks and torch.equal(a["ratios"], b["ratios"]) and same_feedback
+
+
+@pytest.mark.multiprocess
+def test_two_processes_hold_one_student_teacher_and_ratios(tmp_path):
+    """On their own batches, two processes end with the same networks and R_t(c); on the same batches,
+    with what one process alone would hold."""
+    import importlib.util
+    from pathlib import Path
+
+    from .toys import launch_two_gloo_processes
+
+    worker = Path(__file__).with_name("meta_feedback_worker.py")
+    for mode, port in (("own", 29521), ("same", 29522)):
+        done = launch_two_gloo_processes(worker, mode, str(tmp_path / mode), port=port)
+        assert done.returncode == 0, done.stderr[-3000:]
+    own = [torch.load(tmp_path / f"own-rank{r}.pt") for r in (0, 1)]
+    same = [torch.load(tmp_path / f"same-rank{r}.pt") for r in (0, 1)]
+    spec = importlib.util.spec_from_file_location("meta_feedback_worker", worker)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    alone = module.run_steps(100)
+    assert _same_state(own[0], own[1]) and _same_state(same[0], same[1])
+    assert _same_state(same[0], alone)
+    assert not _same_state(own[0], alone)  # the other rank's batches moved the shared state

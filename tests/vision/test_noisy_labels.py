@@ -14,7 +14,7 @@ from metaloss.vision.noisy_methods import (
     NoisyTrainer,
     stratified_folds,
 )
-from metaloss.vision.recipes.noisy_labels import main
+from metaloss.vision.recipes.noisy_labels import main, per_class_ratios
 from metaloss.vision_catalog import NOISY_METHODS
 
 from .fixture_config import fixture_config
@@ -97,6 +97,13 @@ def test_diagnostics_measure_the_precision_of_a_selection():
     assert Diagnostics(None, 6).subset_metrics(torch.tensor([0])) == {}
 
 
+def test_per_class_ratios_become_one_line_per_class():
+    records = [{"method": "dml", "seed": 0, "epoch": 0, "ratio_0": 0.1, "ratio_1": 0.4, "val_acc": 0.5},
+               {"method": "ce", "seed": 0, "epoch": 0, "val_acc": 0.4}]
+    rows = per_class_ratios(records, "dml")
+    assert [(r["method"], r["ratio"], r["epoch"]) for r in rows] == [("class 0", 0.1, 0), ("class 1", 0.4, 0)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m, needs_meta in NOISY_METHODS.items() if not needs_meta])
 def test_a_method_without_a_meta_set_never_reads_a_clean_label(tmp_path, method):
@@ -136,7 +143,10 @@ def test_every_method_trains_reports_and_resumes_nothing(tmp_path):
     coteaching = [r for r in records if r.get("method") == "coteaching"]
     assert len(coteaching) == 2 and all(0 <= r["selected_precision"] <= 1 for r in coteaching)
     assert all("test_acc" in r for r in records if "epoch" in r)  # curves: test measured every epoch
-    for png in ("accuracy", "selection", "weights"):
+    for method in ("dml", "dml_2nd"):  # R_t(c) of every class, logged per epoch
+        rows = [r for r in records if r.get("method") == method]
+        assert len(rows) == 2 and all(0 < r[f"ratio_{c}"] <= 1 for r in rows for c in range(10))
+    for png in ("accuracy", "selection", "weights", "ratios_dml", "ratios_dml_2nd"):
         assert (tmp_path / "run" / "plots" / f"{png}.png").stat().st_size > 0
     state = torch.load(tmp_path / "run" / "checkpoints" / "l2rw-seed0.pt", weights_only=False)
     weights = state["diagnostics"]["weights"]["table"][:, 0]
@@ -168,12 +178,13 @@ class _Killed(RuntimeError):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["coteaching", "mwnet"])
+@pytest.mark.parametrize("method", ["coteaching", "mwnet", "dml"])
 def test_a_killed_method_resumes_to_the_uninterrupted_model(tmp_path, method):
-    """Stopped during its second epoch (after the first checkpoint), then run again: the same weights."""
+    """Stopped during its second epoch (after the first checkpoint), then run again: the same weights.
+    DML's warm-up ends with the first epoch, so the resumed run must also know it is over."""
     from accelerate import Accelerator
 
-    cfg = _config(tmp_path, "noise.rate=0.4", "reweighting.mode=first_order")
+    cfg = _config(tmp_path, "noise.rate=0.4", "reweighting.mode=first_order", "dml.warmup_epochs=1")
     data, truth = make_noisy_data(cfg, seed=0)
     data = data if NOISY_METHODS[method] else data.without_meta()
 

@@ -13,7 +13,8 @@ its epoch is selected on the noisy validation split (``training.fit_images``):
   model trains on mean_i V(l_i) l_i (Shu et al. 2019, eqs. 3-5).
 - ``dml`` / ``dml_2nd``: DML (issue 14): a teacher of the same family learns from its student's
   feedback through core's ``MetaFeedback`` (first / second order); no clean data. The student is the
-  model that is evaluated and selected; the teacher, its optimizer and R_t(c) are checkpointed.
+  model that is evaluated and selected; the teacher, its optimizer and schedule, and R_t(c) are
+  checkpointed. The first ``dml.warmup_epochs`` (scaled) select every example.
 - ``confident_learning``: out-of-fold predicted probabilities from k models of the same family
   (each its own unit of the run, ``cl_fold<k>``), cleanlab's ``find_label_issues``, then CE on the
   examples it keeps (Northcutt et al. 2021).
@@ -24,6 +25,7 @@ The clean labels never reach a method: ``Diagnostics`` holds them and turns what
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -261,10 +263,10 @@ def train_mwnet(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Select
 
 
 def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str = "first_order") -> Selected:
-    if t.accelerator.num_processes > 1:
-        raise ValueError("dml trains in one process for now (MetaFeedback steps the plain student); "
-                         f"this run has {t.accelerator.num_processes}")
     settings = t.cfg["dml"]
+    warmup = scaled(settings["warmup_epochs"], t.cfg["schedule_scale"]) if settings["warmup_epochs"] else 0
+    per_process = math.ceil(len(t.data.train) / t.accelerator.num_processes)  # each process's share
+    steps_per_epoch = math.ceil(per_process / t.cfg["optim"]["batch_size"])
     student = t.new_model(unit)  # seeds the RNG: the teacher's initial weights come from the seed too
     arch = settings["teacher_arch"] or t.cfg["model"]["arch"]
     teacher = create_model(arch, t.data).to(t.accelerator.device)
@@ -272,7 +274,8 @@ def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str 
     feedback = MetaFeedback(teacher, teacher_optimizer, t.data.num_classes, epsilon0=settings["epsilon0"],
                             lam=settings["lam"], temperature=settings["temperature"], alpha=settings["alpha"],
                             label_smoothing=settings["label_smoothing"], order=order,
-                            feedback=settings["feedback"])
+                            feedback=settings["feedback"], group_by=settings["group_by"],
+                            warmup_steps=warmup * steps_per_epoch)
 
     def build_step(model: nn.Module, optimizer) -> Callable:
         def step(idx, x):

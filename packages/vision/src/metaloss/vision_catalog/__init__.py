@@ -407,6 +407,10 @@ class DMLSection(Section):
     label_smoothing: NoiseRate = Field(description="of the relabelling loss, in [0, 1)")
     feedback: Literal["student", "constant"] = Field(description="student: h of eq. 7; constant: h = 1 "
                                                                  "(the no-feedback ablation)")
+    group_by: Literal["label", "teacher"] = Field(description="classes of the per-class selection: the "
+                                                  "observed label, or the teacher's argmax (eq. 8 literally)")
+    warmup_epochs: Annotated[int, Field(ge=0)] = Field(
+        description="epochs (before schedule_scale) in which D~ is the whole batch and R_t(c) waits")
     teacher_arch: str | None = Field(description="the teacher's timm name (null: model.arch)")
 
 

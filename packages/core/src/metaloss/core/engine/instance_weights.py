@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from ..checks import check_int, check_positive, check_tensor
+from .processes import sum_over_processes
 
 
 class InstanceWeights(nn.Module):
@@ -96,9 +96,7 @@ class InstanceWeights(nn.Module):
     @torch.no_grad()
     def step(self) -> int:
         """Synchronise, apply the update and the projection; return the rows updated."""
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(self.grad_sum)
-            dist.all_reduce(self.grad_count)
+        sum_over_processes(self.grad_sum, self.grad_count)
         seen = self.grad_count > 0
         mean_grad = self.grad_sum[seen] / self.grad_count[seen, None]
         self.table[seen] -= self.lr * mean_grad

@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.func import functional_call
 
 from ..checks import check_int, check_positive
 from .hypergradient import Lookahead, hypergradient
+from .processes import averaged_over_processes
 
 PerExampleLoss = Callable[[torch.Tensor], torch.Tensor]  # logits -> (B,) losses
 
@@ -104,12 +104,7 @@ class MetaWeightNet(nn.Module):
 
         grads = hypergradient(model, inputs, inner, val_inputs, val_loss, params,
                               lookahead=lookahead, mode=mode)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # one V for every process: average the ranks' meta-gradients, as DDP does for the model
-            grads = [g.detach().clone() for g in grads]
-            for g in grads:
-                dist.all_reduce(g)
-                g /= dist.get_world_size()
+        grads = averaged_over_processes(grads)  # one V for every process, as DDP does for the model
         self.optimizer.zero_grad()
         for p, g in zip(self.net.parameters(), grads):
             p.grad = g.detach().to(p)

@@ -8,8 +8,8 @@ mwnet); every method selects its epoch on the noisy validation split, and the re
 test accuracy there and at the last epoch, and the M it used.
 
 Pictures in ``plots/``: validation and test accuracy per epoch of every method; the precision of
-co-teaching's selection over training; the learned weights of l2rw and mwnet on corrupted vs
-clean examples.
+co-teaching's and DML's selections over training; the learned weights of l2rw and mwnet on
+corrupted vs clean examples; DML's per-class selection ratios R_t(c) over training.
 """
 
 from __future__ import annotations
@@ -55,3 +55,13 @@ def main(run: Run) -> None:
                     plots / "selection.png", "estimated accuracy of the selection (DML Figure 5)")
         if weights:
             plot_weight_histograms(weights, plots / "weights.png")
+        for method in (m for m in cfg["methods"] if m.startswith("dml")):
+            plot_curves(per_class_ratios(records, method), {"ratio": "R_t(c): selected share of class c"},
+                        plots / f"ratios_{method}.png", f"{method}: per-class selection ratios (DML Fig. 4c)")
+
+
+def per_class_ratios(records: list[dict], method: str) -> list[dict]:
+    """``method``'s logged ``ratio_<c>`` as rows of a pseudo-method ``class <c>``, one line each in a plot."""
+    return [{**r, "method": f"class {key[len('ratio_'):]}", "ratio": value}
+            for r in records if r.get("method") == method
+            for key, value in r.items() if key.startswith("ratio_")]

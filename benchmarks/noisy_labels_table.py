@@ -7,34 +7,54 @@ the epoch selected on the noisy validation split and at the last epoch, the sele
 clean meta examples each method read, mean +- std over the seeds finished so far (column n).
 Confident learning's fold models (``cl_fold*``) are left out: they are part of its cost.
 
+It also draws, per setting, every method's validation and test accuracy per epoch
+(``<setting>_accuracy.png``) and the precision of the selections of co-teaching and DML per epoch
+(``<setting>_selection.png``, DML Figure 5) into the runs folder.
+
     python benchmarks/noisy_labels_table.py [runs/noisy_labels_cifar10_cpu]
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 from metaloss.core.harness.report import collect_results, summary_table
+from metaloss.vision.plots import plot_curves
 
 METRICS = ["test_acc", "last_test_acc", "best_epoch", "meta_size", "selected_precision", "selected_fraction"]
+
+
+def _named(row: dict, tag: str) -> dict:
+    """``row`` with the folder's ablation tag after its method's name (none for ``""`` and ``dml``)."""
+    return {**row, "method": f"{row['method']} [{tag}]"} if tag not in ("", "dml") else row
 
 
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/noisy_labels_cifar10_cpu")
     for setting in ("symmetric", "longtail", "instance"):
         folders = [f for f in [root / setting, *sorted(root.glob(f"{setting}_*"))]
-                   if (f / "results").is_dir()]
-        results = []
+                   if (f / "metrics.jsonl").exists()]
+        results, records = [], []
         for folder in folders:
             tag = folder.name[len(setting) + 1:]
-            for r in collect_results(folder):
-                if not str(r["method"]).startswith("cl_fold"):
-                    ablation = tag not in ("", "dml")
-                    results.append({**r, "method": f"{r['method']} [{tag}]"} if ablation else r)
+            if (folder / "results").is_dir():
+                results += [_named(r, tag) for r in collect_results(folder)]
+            lines = (folder / "metrics.jsonl").read_text().splitlines()
+            records += [_named(r, tag) for r in map(json.loads, lines) if "method" in r]
+        results = [r for r in results if not str(r["method"]).startswith("cl_fold")]
+        if not records:
+            continue
         if results:
             shown = ", ".join(str(f) for f in folders)
             print(f"### {setting} ({shown})\n\n{summary_table(results, METRICS)}")
+        records = [r for r in records if not str(r["method"]).startswith("cl_fold")]
+        plot_curves(records, {"val_acc": "validation accuracy (noisy labels)", "test_acc": "test accuracy"},
+                    root / f"{setting}_accuracy.png", f"{setting}: every method, mean and range over seeds")
+        plot_curves(records, {"selected_precision": "clean share of the selected examples",
+                              "selected_fraction": "selected share of each batch"},
+                    root / f"{setting}_selection.png", f"{setting}: the selections' precision (DML Figure 5)")
 
 
 if __name__ == "__main__":

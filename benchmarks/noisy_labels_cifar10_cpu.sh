@@ -5,7 +5,8 @@
 #   longtail:   imbalance ratio 100, clean labels, M = 100 (10 per class): ce, l2rw, mwnet
 #   symmetric_dml, instance_dml: dml on the same data as symmetric / instance (issue 14), own folders
 #   so that the baselines' runs resume untouched
-#   dml_ablation: dml at 40% symmetric with lambda = 0 (no KD) and with h = 1 (no feedback)
+#   dml_ablation: dml at 40% symmetric with lambda = 0 (no KD), with h = 1 (no feedback) and
+#   grouped by the teacher's argmax (eq. 8 literally)
 # Needs the full CIFAR-10 (a data root with cifar10/{train,test}.parquet):
 #   METALOSS_DATA=../shared/data bash benchmarks/noisy_labels_cifar10_cpu.sh [key=value ...]
 # SETTINGS="symmetric" runs one; OUT_DIR names the output folder. A killed run resumes when rerun.
@@ -20,7 +21,8 @@ for setting in ${SETTINGS:-symmetric longtail instance symmetric_dml instance_dm
     symmetric_dml) run symmetric_dml "methods=[dml]" "$@" ;;
     instance_dml) run instance_dml noise.kind=instance "methods=[dml]" "$@" ;;
     dml_ablation) run symmetric_dml_lam0 "methods=[dml]" dml.lam=0 "$@"
-                  run symmetric_dml_no_feedback "methods=[dml]" dml.feedback=constant "$@" ;;
+                  run symmetric_dml_no_feedback "methods=[dml]" dml.feedback=constant "$@"
+                  run symmetric_dml_group_teacher "methods=[dml]" dml.group_by=teacher "$@" ;;
     longtail) run longtail noise.rate=0 imbalance_ratio=100 meta.size=100 "methods=[ce,l2rw,mwnet]" "$@" ;;
     *) echo "unknown setting $setting" >&2; exit 2 ;;
   esac

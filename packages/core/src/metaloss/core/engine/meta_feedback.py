@@ -43,8 +43,8 @@ Our reading of eq. 8 (garbled in the text). ``R_t(c) = min(1, eps0 + sigma_t(c))
 It uses every piece of eq. 8 (the Iverson brackets on loss vs. feedback + eps0 and on the class) and
 of the line after it (``R = eps0 + sigma``); at t = 0 each class keeps its ``eps0`` smallest losses,
 which is why the text says eps0 cannot be 0 ("no samples are selected"). A class absent from a
-batch keeps its ratio. Two choices where the literal text failed on real data (CIFAR-10, 40%
-symmetric noise, ResNet-8; measured on the noisy validation split, see benchmarks/RESULTS.md):
+batch keeps its ratio. Two choices where the literal text misbehaved on real data (CIFAR-10, 40%
+symmetric noise, ResNet-8; ``benchmarks/dml_first_steps.py``, numbers in benchmarks/RESULTS.md):
 
 - ``H_t = sum_{s <= t} gamma_s h_s``: Algorithm 2, line 9, scales h by the learning rate. The
   unscaled sum of eq. 8 (h is mostly positive: the pseudo labels' gradient and D~'s share a
@@ -52,8 +52,9 @@ symmetric noise, ResNet-8; measured on the noisy validation split, see benchmark
   whole noisy batch; scaled, it grows by about 0.5 per epoch at gamma = 0.05, and less as the
   learning rate decays.
 - ``group_by="label"`` (default) groups by the observed label; ``"teacher"`` is eq. 8's literal
-  grouping by the teacher's argmax, under which the teacher collapsed onto one class within 10-20
-  steps (a class the teacher predicts often keeps most of D~, which teaches it that class more).
+  grouping by the teacher's argmax. A class the teacher predicts often then holds most of D~,
+  which teaches the teacher that class more: its pseudo labels concentrated (56% in one class
+  20 steps after the warm-up) and D~ grew at about chance precision.
 Several processes (``accelerate launch``): pass the plain student, not its DDP wrapper (its gradient
 is set here, averaged over the processes as DDP would); the feedback h, the teacher's gradient and
 the per-class counts behind R_t(c) are averaged or summed over the processes too, so every process

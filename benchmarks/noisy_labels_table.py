@@ -11,19 +11,22 @@ It also draws, per setting, every method's validation and test accuracy per epoc
 (``<setting>_accuracy.png``) and the precision of the selections of co-teaching and DML per epoch
 (``<setting>_selection.png``, DML Figure 5) into the runs folder.
 
-    python benchmarks/noisy_labels_table.py [runs/noisy_labels_cifar10_cpu]
+``--epochs ce,dml`` also prints those methods' per-epoch rows (accuracy, selection, DML's feedback).
+
+    python benchmarks/noisy_labels_table.py [runs/noisy_labels_cifar10_cpu] [--epochs ce,coteaching,dml]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from metaloss.core.harness.report import collect_results, summary_table
 from metaloss.vision.plots import plot_curves
 
 METRICS = ["test_acc", "last_test_acc", "best_epoch", "meta_size", "selected_precision", "selected_fraction"]
+EPOCH_METRICS = ["val_acc", "test_acc", "selected_fraction", "selected_precision", "feedback_sum"]
 
 
 def _named(row: dict, tag: str) -> dict:
@@ -31,8 +34,25 @@ def _named(row: dict, tag: str) -> dict:
     return {**row, "method": f"{row['method']} [{tag}]"} if tag not in ("", "dml") else row
 
 
+def epoch_table(records: list[dict], methods: list[str]) -> str:
+    """One row per (method, seed, epoch) of ``methods``, the later row winning for a resumed epoch."""
+    latest = {(r["method"], r["seed"], r["epoch"]): r
+              for r in records if "epoch" in r and r["method"] in methods}
+    header = "| method | seed | epoch | " + " | ".join(EPOCH_METRICS) + " |"
+    lines = [header, "|---" * (3 + len(EPOCH_METRICS)) + "|"]
+    order = sorted(latest.items(), key=lambda kv: (methods.index(kv[0][0]), kv[0][1:]))
+    for (method, seed, epoch), r in order:
+        values = [f"{r[k]:.4g}" if isinstance(r.get(k), (int, float)) else "-" for k in EPOCH_METRICS]
+        lines.append(f"| {method} | {seed} | {epoch} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/noisy_labels_cifar10_cpu")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", default="runs/noisy_labels_cifar10_cpu")
+    parser.add_argument("--epochs", default="", help="comma-separated methods whose per-epoch rows to print")
+    args = parser.parse_args()
+    root = Path(args.root)
     for setting in ("symmetric", "longtail", "instance"):
         folders = [f for f in [root / setting, *sorted(root.glob(f"{setting}_*"))]
                    if (f / "metrics.jsonl").exists()]
@@ -50,6 +70,8 @@ def main() -> None:
             shown = ", ".join(str(f) for f in folders)
             print(f"### {setting} ({shown})\n\n{summary_table(results, METRICS)}")
         records = [r for r in records if not str(r["method"]).startswith("cl_fold")]
+        if args.epochs:
+            print(f"\n{epoch_table(records, args.epochs.split(','))}\n")
         plot_curves(records, {"val_acc": "validation accuracy (noisy labels)", "test_acc": "test accuracy"},
                     root / f"{setting}_accuracy.png", f"{setting}: every method, mean and range over seeds")
         plot_curves(records, {"selected_precision": "clean share of the selected examples",

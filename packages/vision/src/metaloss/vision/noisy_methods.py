@@ -277,17 +277,23 @@ def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str 
                             feedback=settings["feedback"], group_by=settings["group_by"],
                             warmup_steps=warmup * steps_per_epoch)
 
+    epoch_ratios: list[torch.Tensor] = []  # R_t(c) after each step of the current epoch
+
     def build_step(model: nn.Module, optimizer) -> Callable:
         def step(idx, x):
             out = feedback.step(model, optimizer, x, t.labels_of(idx, x))
             diagnostics.selected(idx, out.selected)
+            epoch_ratios.append(feedback.ratios.clone())
             return out.student_loss
 
         return step
 
-    def ratios() -> dict:  # R_t(c) per class over training (DML Figure 4c)
+    def ratios() -> dict:
+        """The epoch's mean R_t(c) per class (DML Figure 4c; one batch's ratios jump) and H_t."""
+        mean = torch.stack(epoch_ratios).mean(0) if epoch_ratios else feedback.ratios
+        epoch_ratios.clear()
         return {"feedback_sum": feedback.accumulated_feedback,
-                **{f"ratio_{c}": float(r) for c, r in enumerate(feedback.ratios)}}
+                **{f"ratio_{c}": float(r) for c, r in enumerate(mean)}}
 
     return t.fit(unit, student, diagnostics, build_step=build_step, more_metrics=ratios,
                  on_epoch_end=lambda epoch, model: teacher_schedule.step(),

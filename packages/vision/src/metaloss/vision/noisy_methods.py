@@ -265,7 +265,7 @@ def train_mwnet(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Select
 def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str = "first_order") -> Selected:
     settings = t.cfg["dml"]
     warmup = scaled(settings["warmup_epochs"], t.cfg["schedule_scale"]) if settings["warmup_epochs"] else 0
-    per_process = math.ceil(len(t.data.train) / t.accelerator.num_processes)  # each process's share
+    per_process = len(t.data.train) // t.accelerator.num_processes  # the loader's share of each process
     steps_per_epoch = math.ceil(per_process / t.cfg["optim"]["batch_size"])
     student = t.new_model(unit)  # seeds the RNG: the teacher's initial weights come from the seed too
     arch = settings["teacher_arch"] or t.cfg["model"]["arch"]

@@ -74,6 +74,14 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], d
     ``balanced``: the mean over the classes present of each class's accuracy (balanced accuracy),
     which a long-tailed validation split needs to stand for a class-balanced test set.
     """
+    right, truth = correct_predictions(model, batches, device)
+    return balanced_share(right, truth) if balanced else float(right.mean())
+
+
+def correct_predictions(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]],
+                        device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of ``model`` (in eval mode) over ``(inputs, labels)`` batches: float64 (N,) 1.0 where
+    its top-1 prediction is right (float64: the exact fraction, as count / n), and the (N,) labels."""
     labels: list[torch.Tensor] = []
 
     def inputs():
@@ -88,10 +96,12 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[object, torch.Tensor]], d
             raise ValueError("accuracy needs at least one labelled example, got none") from err
         raise
     truth = torch.cat(labels)
-    right = (predicted == truth).double()  # float64: the exact fraction, as count / n
-    if balanced:
-        return float(torch.stack([right[truth == c].mean() for c in truth.unique()]).mean())
-    return float(right.mean())
+    return (predicted == truth).double(), truth
+
+
+def balanced_share(right: torch.Tensor, truth: torch.Tensor) -> float:
+    """The mean over the classes present in ``truth`` of the share of ``right`` in each."""
+    return float(torch.stack([right[truth == c].mean() for c in truth.unique()]).mean())
 
 
 def fit(
@@ -125,8 +135,9 @@ def fit(
             that look ahead along the optimizer's next step (L2RW, MW-Net); ``model``
             is the plain (unwrapped) model.
         build_step: instead of a loss, ``(model, optimizer) -> step(indices, inputs) -> loss``
-            for methods that take the model's step themselves (DML's ``MetaFeedback``); one
-            process only, as the plain model is stepped.
+            for methods that take the model's step themselves (DML's ``MetaFeedback``); it is
+            given the plain model, so it keeps the processes in step itself (as ``MetaFeedback``
+            averages its gradients over them).
         evaluate: ``model -> {"val_acc": ..., "test_acc": ...}`` after each epoch.
         test: ``model -> test accuracy``; if given, ``evaluate`` returns only
             ``val_acc`` and the test set is measured only at new validation bests.
@@ -219,9 +230,10 @@ def fit_images(run: Run, unit: Unit, model: nn.Module, *, accelerator: Accelerat
         return accuracy(m, eval_batches(splits.test, workers=workers), device)
 
     def evaluate(m) -> dict:
-        metrics = {"val_acc": accuracy(m, val, device)} | (dict(monitor()) if monitor else {})
+        right, truth = correct_predictions(m, val, device)  # one pass serves both accuracies
+        metrics = {"val_acc": float(right.mean())} | (dict(monitor()) if monitor else {})
         if select_balanced:
-            metrics["val_balanced_acc"] = accuracy(m, val, device, balanced=True)
+            metrics["val_balanced_acc"] = balanced_share(right, truth)
         return metrics | {"test_acc": test(m)} if test_every_epoch else metrics
 
     return fit(run, unit, model, accelerator=accelerator, train_batches=batches, evaluate=evaluate,

@@ -12,6 +12,11 @@ An iteration is everything a method does per training batch:
 - ``mwnet``: ``MetaWeightNet.meta_step``, then the step on V-weighted losses;
 - ``dml`` / ``dml_2nd``: core's ``MetaFeedback.step`` (a teacher of the same architecture; selection,
   the student's step on pseudo labels, the feedback, the teacher's step), first and second order;
+- ``l2t_dln``: core's ``L2TDLN.teach`` on a window of K batches (the DLN's hypergradient through K
+  look-ahead steps, the LSTM teacher's update and its own K-step look-ahead, the student's K steps),
+  per batch: the round's time / K; ``l2t_dln_every4``: one teaching round and three rounds of the
+  student's plain steps on the DLN (``l2t_dln.teach_every=4``), per batch: the time / 4K;
+  ``dln``: the same round with Adam on the hypergradient in place of the LSTM;
 - ``l2rw_higher`` / ``l2rw_torchopt``: the same L2RW meta step written with the ``higher`` and
   ``torchopt`` libraries (benchmark-only dependencies, ``requirements-bench.txt``), then the step.
 
@@ -19,7 +24,8 @@ An iteration is everything a method does per training batch:
 epoch each), so it is not a row here. Before timing, the three L2RW implementations are checked
 to give the same example weights on the batch (float64, plain SGD look-ahead).
 
-    python benchmarks/noisy_labels_speed.py [--models cifar_resnet8 cifar_wrn28_2] [--batch 100]
+    python benchmarks/noisy_labels_speed.py [--models cifar_resnet8 cifar_wrn28_2] [--batch 100] \
+        [--unroll-steps 15]
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import torchopt
 
 import metaloss.vision  # noqa: F401  (registers the CIFAR models in timm)
 from metaloss.core import (
+    L2TDLN,
     Lookahead,
     MetaFeedback,
     MetaWeightNet,
@@ -101,8 +108,9 @@ def check_same_weights(arch: str, batch: int) -> float:
     return diff
 
 
-def iterations(arch: str, batch: int) -> dict:
-    """name -> a function running one training iteration of that method (each on its own model copy)."""
+def iterations(arch: str, batch: int, unroll_steps: int) -> dict:
+    """name -> a function running one training iteration of that method (each on its own model copy);
+    a function that runs several (an L2T-DLN round) says how many in its ``batches`` attribute."""
     torch.manual_seed(0)
     base = timm.create_model(arch, num_classes=10)
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
@@ -159,6 +167,17 @@ def iterations(arch: str, batch: int) -> dict:
         feedback = MetaFeedback(teacher, teacher_optimizer, 10, order=order)
         return lambda: feedback.step(student, optimizer, x, y)
 
+    def l2t_dln(teacher, teach_every=1):
+        model, optimizer = new()
+        l2t, window = L2TDLN(teacher=teacher), [(x, y)] * unroll_steps
+
+        def run():
+            l2t.teach(model, optimizer, window, (x_meta, y_meta))
+            for _ in range(teach_every - 1):
+                l2t.train_student(model, optimizer, window)
+        run.batches = unroll_steps * teach_every
+        return run
+
     return {
         "ce": plain(lambda z, t: F.cross_entropy(z, t)),
         "gce": plain(generalized_cross_entropy),
@@ -169,13 +188,16 @@ def iterations(arch: str, batch: int) -> dict:
         "mwnet": mwnet(),
         "dml": dml("first_order"),
         "dml_2nd": dml("second_order"),
+        "dln": l2t_dln("adam"),
+        "l2t_dln": l2t_dln("lstm"),
+        "l2t_dln_every4": l2t_dln("lstm", teach_every=4),
         "l2rw_higher": l2rw(lambda m, o: l2r_weights_higher(m, x, y, x_meta, y_meta, LR)),
         "l2rw_torchopt": l2rw(lambda m, o: l2r_weights_torchopt(m, x, y, x_meta, y_meta, LR)),
     }
 
 
-def bench(arch: str, batch: int, repeats: int) -> dict:
-    runs = iterations(arch, batch)
+def bench(arch: str, batch: int, repeats: int, unroll_steps: int) -> dict:
+    runs = iterations(arch, batch, unroll_steps)
     for fn in runs.values():  # warm-up: allocator, first-call overheads
         fn()
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -183,9 +205,9 @@ def bench(arch: str, batch: int, repeats: int) -> dict:
         for name, fn in runs.items():
             start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append((time.perf_counter() - start) / getattr(fn, "batches", 1))
     ms = {name: 1000 * statistics.median(t) for name, t in times.items()}
-    return {"model": arch, "batch": batch, "repeats": repeats, "ms": ms,
+    return {"model": arch, "batch": batch, "repeats": repeats, "unroll_steps": unroll_steps, "ms": ms,
             "ratio_to_ce": {name: v / ms["ce"] for name, v in ms.items()}}
 
 
@@ -194,6 +216,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["cifar_resnet8", "cifar_wrn28_2"])
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--unroll-steps", type=int, default=15, help="K of the L2T-DLN rows")
     parser.add_argument("--check-batch", type=int, default=8, help="batch of the float64 weight check")
     args = parser.parse_args()
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -203,7 +226,7 @@ def main() -> None:
         diff = check_same_weights(arch, args.check_batch)
         print(f"\n### {arch}, batch {args.batch}: L2RW weights of ours, higher and torchopt agree "
               f"(max |diff| {diff:.1e}, float64, batch {args.check_batch})\n")
-        result = bench(arch, args.batch, args.repeats)
+        result = bench(arch, args.batch, args.repeats, args.unroll_steps)
         print("| method | ms / iteration | x CE |\n|---|---|---|")
         for name, value in result["ms"].items():
             print(f"| {name} | {value:.0f} | {result['ratio_to_ce'][name]:.2f} |")
@@ -215,6 +238,10 @@ def main() -> None:
         print("dml (issue 14; target: dml <= 3x ce, faster than l2rw and mwnet): "
               + ", ".join(f"{name} {ms[name] / ms[peer]:.2f}x {peer}" for name in ("dml", "dml_2nd")
                           for peer in ("ce", "l2rw", "mwnet")))
+        print(f"l2t_dln (issue 15; K = {args.unroll_steps}, per training batch): "
+              + ", ".join(f"{name} {ms[name] / ms[peer]:.2f}x {peer}"
+                          for name in ("dln", "l2t_dln", "l2t_dln_every4")
+                          for peer in ("ce", "l2rw")))
         print(json.dumps(result))
 
 

@@ -8,7 +8,6 @@ rank holds after the steps.
 import sys
 
 import torch
-from accelerate import Accelerator
 
 from metaloss.core import MetaFeedback
 
@@ -29,12 +28,7 @@ def run_steps(data_seed: int, steps: int = 3) -> dict:
             "accumulated_feedback": feedback.accumulated_feedback}
 
 
-def main(mode: str, out_prefix: str) -> None:
-    acc = Accelerator(cpu=True)
-    held = run_steps(100 + (acc.process_index if mode == "own" else 0))
-    torch.save(held, f"{out_prefix}-rank{acc.process_index}.pt")
-    acc.end_training()
-
-
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    from toys import save_each_rank  # the script's own folder is on sys.path
+
+    save_each_rank(run_steps, sys.argv[1], sys.argv[2])

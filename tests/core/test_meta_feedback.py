@@ -288,21 +288,12 @@ def _same_state(a: dict, b: dict) -> bool:
 def test_two_processes_hold_one_student_teacher_and_ratios(tmp_path):
     """On their own batches, two processes end with the same networks and R_t(c); on the same batches,
     with what one process alone would hold."""
-    import importlib.util
     from pathlib import Path
 
-    from .toys import launch_two_gloo_processes
+    from .toys import own_same_and_alone
 
     worker = Path(__file__).with_name("meta_feedback_worker.py")
-    for mode, port in (("own", 29521), ("same", 29522)):
-        done = launch_two_gloo_processes(worker, mode, str(tmp_path / mode), port=port)
-        assert done.returncode == 0, done.stderr[-3000:]
-    own = [torch.load(tmp_path / f"own-rank{r}.pt") for r in (0, 1)]
-    same = [torch.load(tmp_path / f"same-rank{r}.pt") for r in (0, 1)]
-    spec = importlib.util.spec_from_file_location("meta_feedback_worker", worker)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    alone = module.run_steps(100)
+    own, same, alone = own_same_and_alone(worker, "run_steps", tmp_path, (29521, 29522))
     assert _same_state(own[0], own[1]) and _same_state(same[0], same[1])
     assert _same_state(same[0], alone)
     assert not _same_state(own[0], alone)  # the other rank's batches moved the shared state

@@ -47,3 +47,33 @@ def launch_two_gloo_processes(script, *args: str, port: int):
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
            str(script), *args]
     return subprocess.run(cmd, env=env, timeout=240, capture_output=True, text=True)
+
+
+def save_each_rank(run, mode: str, out_prefix: str) -> None:
+    """A two-process worker's body: each rank runs ``run(data_seed)`` and saves what it returns.
+
+    ``own``: rank r draws its batches from seed 100 + r; ``same``: both ranks from seed 100 (then
+    every average over the processes is one process's value).
+    """
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=True)
+    held = run(100 + (acc.process_index if mode == "own" else 0))
+    torch.save(held, f"{out_prefix}-rank{acc.process_index}.pt")
+    acc.end_training()
+
+
+def own_same_and_alone(worker, entry: str, tmp_path, ports: tuple[int, int]):
+    """Run ``worker`` (which calls ``save_each_rank``) in both modes; return each mode's two ranks'
+    states and what ``worker.<entry>(100)`` holds when run here, in one process."""
+    import importlib.util
+
+    states = {}
+    for mode, port in zip(("own", "same"), ports):
+        done = launch_two_gloo_processes(worker, mode, str(tmp_path / mode), port=port)
+        assert done.returncode == 0, done.stderr[-3000:]
+        states[mode] = [torch.load(tmp_path / f"{mode}-rank{r}.pt") for r in (0, 1)]
+    spec = importlib.util.spec_from_file_location(worker.stem, worker)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return states["own"], states["same"], getattr(module, entry)(100)

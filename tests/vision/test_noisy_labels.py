@@ -14,7 +14,7 @@ from metaloss.vision.noisy_methods import (
     NoisyTrainer,
     stratified_folds,
 )
-from metaloss.vision.recipes.noisy_labels import main, per_class_ratios
+from metaloss.vision.recipes.noisy_labels import logit_gradients, main, per_class_ratios
 from metaloss.vision_catalog import NOISY_METHODS
 
 from .fixture_config import fixture_config
@@ -23,6 +23,7 @@ TINY = [
     "seeds=[0]", "data.train_limit=800", "data.val_size=200", "data.test_limit=100", "data.workers=0",
     "meta.size=100", "model.arch=cifar_resnet8", "model.epochs=2", "optim.milestones=[1]",
     "optim.batch_size=100", "confident_learning.folds=2", "confident_learning.fold_epochs=1",
+    "l2t_dln.unroll_steps=2",  # 5 batches an epoch: windows of 2, 2 and the epoch's last 1
 ]
 
 
@@ -97,6 +98,15 @@ def test_diagnostics_measure_the_precision_of_a_selection():
     assert Diagnostics(None, 6).subset_metrics(torch.tensor([0])) == {}
 
 
+def test_logit_gradients_become_a_dln_and_a_ce_line_per_method():
+    records = [{"method": "l2t_dln", "seed": 0, "epoch": 0, "dln_logit_gradient": 0.3,
+                "ce_logit_gradient": 0.9},
+               {"method": "ce", "seed": 0, "epoch": 0, "val_acc": 0.4}]
+    rows = logit_gradients(records, ["l2t_dln"])
+    assert [(r["method"], r["logit_gradient"]) for r in rows] == [
+        ("l2t_dln: DLN", 0.3), ("l2t_dln: CE at the same logits", 0.9)]
+
+
 def test_per_class_ratios_become_one_line_per_class():
     records = [{"method": "dml", "seed": 0, "epoch": 0, "ratio_0": 0.1, "ratio_1": 0.4, "val_acc": 0.5},
                {"method": "ce", "seed": 0, "epoch": 0, "val_acc": 0.4}]
@@ -146,8 +156,16 @@ def test_every_method_trains_reports_and_resumes_nothing(tmp_path):
     for method in ("dml", "dml_2nd"):  # R_t(c) of every class, logged per epoch
         rows = [r for r in records if r.get("method") == method]
         assert len(rows) == 2 and all(0 < r[f"ratio_{c}"] <= 1 for r in rows for c in range(10))
-    for png in ("accuracy", "selection", "weights", "ratios_dml", "ratios_dml_2nd"):
+    for method in ("dln", "dln_dr", "l2t_dln", "l2t_dln_dr"):  # the DLN's and CE's logit gradients
+        rows = [r for r in records if r.get("method") == method]
+        assert len(rows) == 2
+        assert all(r["dln_logit_gradient"] > 0 and r["ce_logit_gradient"] > 0 for r in rows)
+        assert all(r["dln_change"] > 0 for r in rows)  # the teacher moved the DLN every epoch
+    pngs = ["accuracy", "selection", "weights", "ratios_dml", "ratios_dml_2nd", "logit_gradients"]
+    for png in pngs + [f"loss_surface_{m}" for m in ("dln", "dln_dr", "l2t_dln", "l2t_dln_dr")]:
         assert (tmp_path / "run" / "plots" / f"{png}.png").stat().st_size > 0
+    state = torch.load(tmp_path / "run" / "checkpoints" / "l2t_dln-seed0.pt", weights_only=False)
+    assert len(state["dln_surfaces"]["surfaces"]) == 3  # the start and after each of the 2 epochs
     state = torch.load(tmp_path / "run" / "checkpoints" / "l2rw-seed0.pt", weights_only=False)
     weights = state["diagnostics"]["weights"]["table"][:, 0]
     # every row was weighted (no NaN left), each weight >= 0
@@ -165,7 +183,9 @@ def test_every_method_trains_reports_and_resumes_nothing(tmp_path):
     (["imbalance_ratio=0.5"], "imbalance_ratio"),
     (["meta.size=0", "methods=[ce,l2rw]"], r"\['l2rw'\] learn from a clean meta set"),
     (["data.name=cifar100", "noise.kind=asymmetric"], "asymmetric noise is CIFAR-10's class map"),
-    (["methods=[ce,l2t_dln]"], "methods"),
+    (["methods=[ce,mentornet]"], "methods"),
+    (["l2t_dln.similarity=l1"], "l2t_dln.similarity"),
+    (["l2t_dln.unroll_steps=0"], "l2t_dln.unroll_steps"),
 ])
 def test_bad_input_is_refused_before_any_work(refused, override, match):
     import re
@@ -178,7 +198,7 @@ class _Killed(RuntimeError):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["coteaching", "mwnet", "dml"])
+@pytest.mark.parametrize("method", ["coteaching", "mwnet", "dml", "l2t_dln_dr"])
 def test_a_killed_method_resumes_to_the_uninterrupted_model(tmp_path, method):
     """Stopped during its second epoch (after the first checkpoint), then run again: the same weights.
     DML's warm-up ends with the first epoch, so the resumed run must also know it is over."""

@@ -4,7 +4,7 @@ import matplotlib
 import pytest
 import torch
 
-from metaloss.vision.plots import plot_curves, plot_weight_histograms
+from metaloss.vision.plots import plot_curves, plot_loss_surfaces, plot_weight_histograms
 
 matplotlib.use("Agg")
 
@@ -48,3 +48,18 @@ def test_weight_histograms_leave_out_unseen_examples(tmp_path):
     assert plot_weight_histograms({"l2rw": [(weights, corrupted)]}, tmp_path / "w.png").stat().st_size > 0
     with pytest.raises(ValueError, match="at least one method"):
         plot_weight_histograms({}, tmp_path / "w.png")
+
+
+def test_loss_surfaces_draw_the_start_and_evenly_spaced_epochs(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    titles = []
+    original = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                        lambda self, text, *a, **k: titles.append(text) or original(self, text, *a, **k))
+    grid = torch.linspace(0, 1, 5)
+    surfaces = [torch.rand(5, 5) for _ in range(11)]  # the start and 10 epochs
+    assert plot_loss_surfaces(surfaces, grid, tmp_path / "s.png", "t", panels=3).stat().st_size > 0
+    assert titles == ["start of training", "after epoch 5", "after epoch 10"]
+    with pytest.raises(ValueError, match="at least one surface"):
+        plot_loss_surfaces([], grid, tmp_path / "s.png", "t")

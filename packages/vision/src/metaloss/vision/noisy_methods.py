@@ -15,6 +15,13 @@ its epoch is selected on the noisy validation split (``training.fit_images``):
   feedback through core's ``MetaFeedback`` (first / second order); no clean data. The student is the
   model that is evaluated and selected; the teacher, its optimizer and schedule, and R_t(c) are
   checkpointed. The first ``dml.warmup_epochs`` (scaled) select every example.
+- ``dln`` / ``l2t_dln`` (and ``*_dr``): L2T-DLN (issue 15): the model trains on core's learned loss
+  ``DynamicLossNetwork``, which a teacher reshapes each window of K = ``l2t_dln.unroll_steps``
+  batches from the clean meta set's CE after K look-ahead steps (core's ``L2TDLN``): Adam on the
+  DLN's hypergradient (``dln``, the supplement's "DLN" row of Table 3) or the LSTM teacher
+  (``l2t_dln``). ``_dr`` adds §5's data reweighting: each batch's weights from the SNR of its
+  embeddings to their label's centre among the meta set's embeddings (recomputed every epoch).
+  The DLN, the LSTM and its states, and the DLN's loss surface after every epoch are checkpointed.
 - ``confident_learning``: out-of-fold predicted probabilities from k models of the same family
   (each its own unit of the run, ``cl_fold<k>``), cleanlab's ``find_label_issues``, then CE on the
   examples it keeps (Northcutt et al. 2021).
@@ -36,14 +43,19 @@ from accelerate import Accelerator
 from torch import nn
 
 from metaloss.core import (
+    L2TDLN,
+    DynamicLossNetwork,
     InstanceWeights,
     Lookahead,
     MetaFeedback,
     MetaWeightNet,
+    class_centres,
     coteaching_keep_ratio,
     cross_entropy,
     generalized_cross_entropy,
     l2r_weights,
+    resolve_split,
+    similarity_weights,
     small_loss_mask,
 )
 from metaloss.core.harness import Run, Selected, Unit, predict, seed_everything
@@ -182,6 +194,12 @@ class NoisyTrainer:
         selected.metrics["meta_size"] = self.data.meta_size
         return selected
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch of each process (the loader's share of each process)."""
+        per_process = len(self.data.train) // self.accelerator.num_processes
+        return math.ceil(per_process / self.cfg["optim"]["batch_size"])
+
     def labels_of(self, indices: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.data.train.labels[indices.cpu()].to(like.device)
 
@@ -265,8 +283,6 @@ def train_mwnet(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics) -> Select
 def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str = "first_order") -> Selected:
     settings = t.cfg["dml"]
     warmup = scaled(settings["warmup_epochs"], t.cfg["schedule_scale"]) if settings["warmup_epochs"] else 0
-    per_process = len(t.data.train) // t.accelerator.num_processes  # the loader's share of each process
-    steps_per_epoch = math.ceil(per_process / t.cfg["optim"]["batch_size"])
     student = t.new_model(unit)  # seeds the RNG: the teacher's initial weights come from the seed too
     arch = settings["teacher_arch"] or t.cfg["model"]["arch"]
     teacher = create_model(arch, t.data).to(t.accelerator.device)
@@ -275,7 +291,7 @@ def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str 
                             lam=settings["lam"], temperature=settings["temperature"], alpha=settings["alpha"],
                             label_smoothing=settings["label_smoothing"], order=order,
                             feedback=settings["feedback"], group_by=settings["group_by"],
-                            warmup_steps=warmup * steps_per_epoch)
+                            warmup_steps=warmup * t.steps_per_epoch)
 
     epoch_ratios: list[torch.Tensor] = []  # R_t(c) after each step of the current epoch
 
@@ -298,6 +314,105 @@ def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str 
     return t.fit(unit, student, diagnostics, build_step=build_step, more_metrics=ratios,
                  on_epoch_end=lambda epoch, model: teacher_schedule.step(),
                  state={"teacher": teacher, "meta_feedback": feedback, "teacher_schedule": teacher_schedule})
+
+
+class DLNSurfaces:
+    """The DLN's value over a grid of pairs (sigma(z_y), sigma(z_j)) after each epoch (checkpointed), for
+    the plot of how the teacher reshaped the loss."""
+
+    GRID = torch.linspace(0.0, 1.0, 21)
+
+    def __init__(self):
+        self.surfaces: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def record(self, dln: DynamicLossNetwork) -> None:
+        like = next(dln.parameters())
+        pairs = torch.stack(torch.meshgrid(self.GRID, self.GRID, indexing="ij"), dim=-1).to(like)
+        self.surfaces.append(dln.pair_loss(pairs).cpu())
+
+    def state_dict(self) -> dict:
+        return {"surfaces": [s.clone() for s in self.surfaces]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.surfaces = [torch.as_tensor(s) for s in state["surfaces"]]
+
+
+def train_l2t_dln(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, *, teacher: str,
+                  reweight: bool, surfaces: DLNSurfaces | None = None) -> Selected:
+    settings = t.cfg["l2t_dln"]
+    surfaces = surfaces if surfaces is not None else DLNSurfaces()
+    model = t.new_model(unit)
+    device = t.accelerator.device
+    l2t = L2TDLN(DynamicLossNetwork(init=settings["init"], seed=unit.seed).to(device), teacher=teacher,
+                 dln_lr=settings["dln_lr"], teacher_lr=settings["teacher_lr"])
+    meta_x, meta_y = _stack(t.data.meta)
+    window: list[tuple] = []
+    seen = {"batches": 0}
+    logged: dict[str, list[float]] = {}
+    centres: dict[str, torch.Tensor] = {}
+
+    def start(epoch: int) -> None:
+        seen["batches"] = 0
+        if not surfaces.surfaces:
+            surfaces.record(l2t.dln)  # the start of training
+        if reweight:  # the meta set's class centres in the student's embedding space, once per epoch
+            features = _embed(model, meta_x, device)
+            centres["value"] = class_centres(features, meta_y.to(device), t.data.num_classes)
+
+    def build_step(model: nn.Module, optimizer) -> Callable:
+        meta = MetaBatches(t.data.meta, settings["val_batch"], device)
+
+        def step(idx, x):
+            y = t.labels_of(idx, x)
+            weights = None
+            if reweight:
+                weights = similarity_weights(_embed(model, x, device), y, centres["value"],
+                                             metric=settings["similarity"])
+                diagnostics.weighted(idx, weights * len(idx))  # mean 1 over a batch
+            window.append((x, y) if weights is None else (x, y, weights))
+            seen["batches"] += 1
+            if len(window) < settings["unroll_steps"] and seen["batches"] < t.steps_per_epoch:
+                return None  # gathering the window: the student steps when it is full
+            batches = window.copy()
+            window.clear()
+            rounds = (seen["batches"] - 1) // settings["unroll_steps"]
+            if rounds % settings["teach_every"]:
+                stats = l2t.train_student(model, optimizer, batches)
+            else:
+                taught = l2t.teach(model, optimizer, batches, meta.next())
+                stats = taught.student
+                for key in ("dln_grad_norm", "dln_change", "val_loss")[:3 if teacher == "lstm" else 2]:
+                    logged.setdefault(key, []).append(getattr(taught, key))
+            logged.setdefault("dln_logit_gradient", []).append(stats.dln_logit_gradient)
+            logged.setdefault("ce_logit_gradient", []).append(stats.ce_logit_gradient)
+            return stats.loss
+
+        return step
+
+    def end(epoch: int, model: nn.Module) -> None:
+        if window:
+            raise RuntimeError(f"{len(window)} batches of epoch {epoch} were gathered but never trained on")
+        surfaces.record(l2t.dln)
+
+    def epoch_means() -> dict:
+        means = {("teach_" if k == "val_loss" else "") + k: sum(v) / len(v) for k, v in logged.items() if v}
+        logged.clear()
+        return means
+
+    return t.fit(unit, model, diagnostics, build_step=build_step, on_epoch_start=start, on_epoch_end=end,
+                 more_metrics=epoch_means, state={"l2t_dln": l2t, "dln_surfaces": surfaces})
+
+
+@torch.no_grad()
+def _embed(model: nn.Module, x: torch.Tensor, device) -> torch.Tensor:
+    """The model's penultimate features in eval mode (no BatchNorm update), in batches of 500."""
+    features_fn, _ = resolve_split(model)
+    was_training = model.training
+    model.eval()
+    features = torch.cat([features_fn(chunk.to(device)) for chunk in x.split(500)])
+    model.train(was_training)
+    return features
 
 
 def out_of_fold_probs(t: NoisyTrainer, seed: int) -> torch.Tensor:
@@ -363,4 +478,8 @@ METHOD_TRAINERS: dict[str, Callable[[NoisyTrainer, Unit, Diagnostics], Selected]
     "confident_learning": train_confident_learning,
     "dml": train_dml,
     "dml_2nd": partial(train_dml, order="second_order"),
+    "dln": partial(train_l2t_dln, teacher="adam", reweight=False),
+    "dln_dr": partial(train_l2t_dln, teacher="adam", reweight=True),
+    "l2t_dln": partial(train_l2t_dln, teacher="lstm", reweight=False),
+    "l2t_dln_dr": partial(train_l2t_dln, teacher="lstm", reweight=True),
 }

@@ -7,6 +7,8 @@
 - ``plot_curves``: a per-epoch metric of every method, mean over seeds with a min-max band, one
   panel per metric (validation and test accuracy; a selection's precision, DML Figure 5).
 - ``plot_weight_histograms``: learned example weights on corrupted vs clean training labels.
+- ``plot_loss_surfaces``: a learned loss (L2T-DLN's DLN) over its 1-vs-1 pair (sigma(z_y), sigma(z_j))
+  at several points of training.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def plot_curves(records: list[dict], panels: dict[str, str], path: Path, title: 
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     fig.suptitle(title)
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -95,11 +101,30 @@ def plot_weight_histograms(tables: dict[str, list[tuple[torch.Tensor, torch.Tens
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
     fig.suptitle("learned example weights (all seeds)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
+
+
+def plot_loss_surfaces(surfaces: list[torch.Tensor], grid: torch.Tensor, path: Path, title: str,
+                       panels: int = 4) -> Path:
+    """``panels`` heat maps of a pair loss over (sigma(z_j), sigma(z_y)), evenly spaced through
+    ``surfaces`` (the first is the start of training, then one per epoch); each (G, G) surface is
+    indexed [sigma(z_y), sigma(z_j)] on ``grid`` (G,)."""
+    if not surfaces:
+        raise ValueError("plot_loss_surfaces needs at least one surface")
+    plt = _pyplot()
+    picks = sorted(set(np.linspace(0, len(surfaces) - 1, min(panels, len(surfaces))).round().astype(int)))
+    fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 3.8), squeeze=False)
+    ends = [float(grid[0]), float(grid[-1])]
+    for ax, i in zip(axes[0], picks):
+        image = ax.imshow(surfaces[i].numpy(), origin="lower", extent=ends + ends, aspect="auto",
+                          cmap="viridis")
+        ax.contour(grid.numpy(), grid.numpy(), surfaces[i].numpy(), levels=8, colors="white", linewidths=0.5)
+        fig.colorbar(image, ax=ax)
+        ax.set_xlabel(r"$\sigma(z_j)$, another class")
+        ax.set_ylabel(r"$\sigma(z_y)$, the labelled class")
+        ax.set_title("start of training" if i == 0 else f"after epoch {i}")
+    fig.suptitle(title)
+    return _save(plt, fig, path)
 
 
 def plot_lambda_histograms(
@@ -138,9 +163,5 @@ def plot_lambda_histograms(
             ax.set_ylabel("density")
             ax.legend()
         fig.suptitle(f"AMAL: {label} per training example (all seeds)")
-        fig.tight_layout()
-        path = out_dir / f"amal_lambda_{quantity}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(plt, fig, out_dir / f"amal_lambda_{quantity}.png"))
     return paths

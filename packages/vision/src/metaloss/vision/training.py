@@ -137,7 +137,8 @@ def fit(
         build_step: instead of a loss, ``(model, optimizer) -> step(indices, inputs) -> loss``
             for methods that take the model's step themselves (DML's ``MetaFeedback``); it is
             given the plain model, so it keeps the processes in step itself (as ``MetaFeedback``
-            averages its gradients over them).
+            averages its gradients over them). A step may return None while it gathers batches
+            (L2T-DLN's window of K); ``train_loss`` averages the losses that were returned.
         evaluate: ``model -> {"val_acc": ..., "test_acc": ...}`` after each epoch.
         test: ``model -> test accuracy``; if given, ``evaluate`` returns only
             ``val_acc`` and the test set is measured only at new validation bests.
@@ -189,6 +190,7 @@ def fit(
 
         if step_fn is not None:
             losses = [(step_fn(idx, x.to(device)), len(idx)) for idx, x in train_batches(epoch)]
+            losses = [(v, n) for v, n in losses if v is not None]
             train_loss = sum(v * n for v, n in losses) / max(sum(n for _, n in losses), 1)
         else:
             train_loss = sgd_epoch(train_batches(epoch), batch_loss, [prepared_optimizer],

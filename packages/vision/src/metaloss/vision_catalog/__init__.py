@@ -53,7 +53,9 @@ METHODS = {
 KD_DIGITS_MIXING = {"ce": "none", "kd": "fixed", "amal": "amal"}
 # noisy_labels: method -> whether it learns from the clean meta set
 NOISY_METHODS = {"ce": False, "gce": False, "coteaching": False, "l2rw": True, "mwnet": True,
-                 "confident_learning": False, "dml": False, "dml_2nd": False}
+                 "confident_learning": False, "dml": False, "dml_2nd": False,
+                 "dln": True, "dln_dr": True, "l2t_dln": True, "l2t_dln_dr": True}
+SIMILARITY_METRICS = ("snr", "cosine", "dot", "minkowski")  # core's similarity_weights metrics
 HYPERGRADIENT_MODES = ("exact", "first_order", "last_layer", "finite_difference")  # core's MODES
 # What a config can be checked against before any image is read
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "fashion_mnist": 10, "stanford_cars": 196,
@@ -414,6 +416,20 @@ class DMLSection(Section):
     teacher_arch: str | None = Field(description="the teacher's timm name (null: model.arch)")
 
 
+class L2TDLNSection(Section):
+    unroll_steps: PositiveInt = Field(description="K: student SGD steps the teacher looks through (15)")
+    teach_every: PositiveInt = Field(description="teach on every n-th window of K batches; the others "
+                                                 "train the student on the current DLN (1: every window)")
+    dln_lr: PositiveFloat = Field(description="the DLN's step: scale of the LSTM's output (dln, l2t_dln: "
+                                              "Adam's learning rate for dln)")
+    teacher_lr: PositiveFloat = Field(description="the LSTM teacher's Adam learning rate")
+    val_batch: PositiveInt = Field(description="clean meta-set examples per teaching round")
+    init: Literal["pairwise_ce", "kaiming"] = Field(description="the DLN's start: fitted to the pair's "
+                                                                "binary CE, or the authors' random init")
+    similarity: Literal[SIMILARITY_METRICS] = Field(description="data reweighting's similarity (the _dr "
+                                                                "methods; snr: eq. 34)")
+
+
 class NoisyLabelsConfig(RecipeConfig):
     """The ``noisy_labels`` recipe's config (``noisy_labels.yaml``)."""
 
@@ -438,6 +454,7 @@ class NoisyLabelsConfig(RecipeConfig):
     mwnet: MWNetSection
     confident_learning: ConfidentLearningSection
     dml: DMLSection
+    l2t_dln: L2TDLNSection
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -493,7 +510,8 @@ CORESET = Recipe(
 
 NOISY_LABELS = Recipe(
     name="noisy_labels",
-    description="noisy labels / long tails: CE, GCE, Co-teaching, L2RW, MW-Net, confident learning (CIFAR)",
+    description="noisy labels / long tails: CE, GCE, Co-teaching, L2RW, MW-Net, confident learning, DML, "
+                "L2T-DLN (CIFAR)",
     default_config=RECIPE_DIR / "noisy_labels.yaml",
     main="metaloss.vision.recipes.noisy_labels:main",
     schema=NoisyLabelsConfig,

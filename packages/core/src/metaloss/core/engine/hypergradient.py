@@ -96,11 +96,24 @@ class Lookahead:
 
     def step(self, param: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         """theta' for one tensor; ``param`` is the model's tensor (the settings key)."""
-        lr, momentum, weight_decay, buf = self.settings(param)
+        return self.advance(param, value, grad, self.settings(param)[3])[0]
+
+    def advance(
+        self, param: torch.Tensor, value: torch.Tensor, grad: torch.Tensor, buf: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(theta', buf') for one tensor, carrying the momentum buffer ``buf`` across steps.
+
+        The single home of the SGD rule, so that one-step and K-step look-aheads agree:
+        d = grad + weight_decay * theta; buf' = d when there is no buffer yet (PyTorch
+        starts it so), else momentum * buf + d; theta' = theta - lr * buf'. Without
+        momentum buf' is None and theta' = theta - lr * d.
+        """
+        lr, momentum, weight_decay, _ = self.settings(param)
         direction = grad + weight_decay * value if weight_decay else grad
-        if momentum and buf is not None:
-            direction = direction + momentum * buf
-        return value - lr * direction
+        if not momentum:
+            return value - lr * direction, None
+        buf_next = direction if buf is None else momentum * buf + direction
+        return value - lr * buf_next, buf_next
 
 
 def hypergradient(

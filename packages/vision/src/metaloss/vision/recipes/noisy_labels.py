@@ -8,8 +8,10 @@ mwnet); every method selects its epoch on the noisy validation split, and the re
 test accuracy there and at the last epoch, and the M it used.
 
 Pictures in ``plots/``: validation and test accuracy per epoch of every method; the precision of
-co-teaching's and DML's selections over training; the learned weights of l2rw and mwnet on
-corrupted vs clean examples; DML's per-class selection ratios R_t(c) over training.
+co-teaching's and DML's selections over training; the learned weights of l2rw, mwnet and the
+reweighted L2T-DLN methods on corrupted vs clean examples; DML's per-class selection ratios R_t(c)
+over training; L2T-DLN's loss surface at several points of training (first seed) and the gradient
+its loss gives the student's logits beside CE's at the same logits (the supplement's Figure 1).
 """
 
 from __future__ import annotations
@@ -23,16 +25,18 @@ from metaloss.core.harness import Run
 from metaloss.vision_catalog import NOISY_METHODS
 
 from ..noisy_data import make_noisy_data
-from ..noisy_methods import METHOD_TRAINERS, Diagnostics, NoisyTrainer
-from ..plots import plot_curves, plot_weight_histograms
+from ..noisy_methods import METHOD_TRAINERS, Diagnostics, DLNSurfaces, NoisyTrainer
+from ..plots import plot_curves, plot_loss_surfaces, plot_weight_histograms
 
-WEIGHTING = ("l2rw", "mwnet")  # methods whose per-example weights are histogrammed
+WEIGHTING = ("l2rw", "mwnet", "dln_dr", "l2t_dln_dr")  # methods whose per-example weights are histogrammed
+DLN_METHODS = ("dln", "dln_dr", "l2t_dln", "l2t_dln_dr")  # their loss surfaces are drawn
 
 
 def main(run: Run) -> None:
     cfg = run.config
     accelerator = Accelerator()
     weights: dict[str, list] = {}
+    surfaces: dict[str, DLNSurfaces] = {}
     for seed in cfg["seeds"]:
         data, truth = make_noisy_data(cfg, seed)
         for method in cfg["methods"]:
@@ -40,8 +44,13 @@ def main(run: Run) -> None:
             readable = data if NOISY_METHODS[method] else data.without_meta()  # the meta set only if needed
             trainer = NoisyTrainer(run, accelerator, readable, cfg)
             diagnostics = Diagnostics(truth, len(data.train))
-            unit.train_or_load(None, partial(METHOD_TRAINERS[method], trainer, unit, diagnostics),
-                               restore={"diagnostics": diagnostics} if method in WEIGHTING else None)
+            restore = {"diagnostics": diagnostics} if method in WEIGHTING else {}
+            train = partial(METHOD_TRAINERS[method], trainer, unit, diagnostics)
+            if method in DLN_METHODS:
+                surfaces.setdefault(method, DLNSurfaces())  # the first seed's are drawn
+                seen = DLNSurfaces() if surfaces[method].surfaces else surfaces[method]
+                train, restore = partial(train, surfaces=seen), {**restore, "dln_surfaces": seen}
+            unit.train_or_load(None, train, restore=restore or None)
             if method in WEIGHTING:
                 weights.setdefault(method, []).append((diagnostics.weights.table[:, 0], truth.corrupted))
     if run.is_main:
@@ -58,6 +67,22 @@ def main(run: Run) -> None:
         for method in (m for m in cfg["methods"] if m.startswith("dml")):
             plot_curves(per_class_ratios(records, method), {"ratio": "R_t(c): selected share of class c"},
                         plots / f"ratios_{method}.png", f"{method}: per-class selection ratios (DML Fig. 4c)")
+        for method, drawn in surfaces.items():
+            plot_loss_surfaces(drawn.surfaces, DLNSurfaces.GRID, plots / f"loss_surface_{method}.png",
+                               f"{method}: the DLN over its 1-vs-1 pair (seed {cfg['seeds'][0]})")
+        if surfaces:
+            plot_curves(logit_gradients(records, list(surfaces)),
+                        {"logit_gradient": "L1 norm of d loss / d logits, per step"},
+                        plots / "logit_gradients.png", "the gradient the student receives (L2T-DLN Fig. 1)")
+
+
+def logit_gradients(records: list[dict], methods: list[str]) -> list[dict]:
+    """Each method's logged DLN and CE logit gradients as pseudo-methods ``<method>: DLN`` and
+    ``<method>: CE at the same logits``, so one panel shows both."""
+    names = {"dln_logit_gradient": "DLN", "ce_logit_gradient": "CE at the same logits"}
+    return [{**r, "method": f"{r['method']}: {name}", "logit_gradient": r[key]}
+            for r in records if r.get("method") in methods
+            for key, name in names.items() if key in r]
 
 
 def per_class_ratios(records: list[dict], method: str) -> list[dict]:

@@ -204,7 +204,8 @@ def test_a_killed_method_resumes_to_the_uninterrupted_model(tmp_path, method):
     DML's warm-up ends with the first epoch, so the resumed run must also know it is over."""
     from accelerate import Accelerator
 
-    cfg = _config(tmp_path, "noise.rate=0.4", "reweighting.mode=first_order", "dml.warmup_epochs=1")
+    cfg = _config(tmp_path, "noise.rate=0.4", "reweighting.mode=first_order", "dml.warmup_epochs=1",
+                  "l2t_dln.teach_every=2")  # l2t_dln_dr: windows 0 and 2 of an epoch teach, 1 does not
     data, truth = make_noisy_data(cfg, seed=0)
     data = data if NOISY_METHODS[method] else data.without_meta()
 

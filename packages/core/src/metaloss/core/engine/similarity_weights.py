@@ -14,6 +14,11 @@ that the normalisation is a weighting:
   so the clamp only matters for other embeddings.
 - ``"minkowski"`` (eq. 33, p = 2 in the paper): 1 / (1 + L_p(a, b)), a distance made a similarity.
 A batch whose similarities are all zero gets uniform weights.
+
+Where the authors' code differs: it weights example i by pytorch-metric-learning's SNR *distance*
+var(x_i - c_j) / var(x_i) summed over the centres c_j of the batch's labels, which is larger far
+from the centres. The supplement's text asks the opposite ("how comparable they are to the
+corresponding validation class center"); this module follows the text.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""The tables of issue 13's CPU reproduction, from the run folders of noisy_labels_cifar10_cpu.sh.
+"""The tables of the noisy_labels CPU reproductions, from the run folders of noisy_labels_cifar10_cpu.sh
+(issues 13 and 14) and l2t_dln_cifar10_cpu.sh (issue 15: ``--settings clean two_similar``).
 
-One table per setting (symmetric, longtail, instance) that has finished units, pooling the folders
+One table per setting (symmetric, longtail, instance by default) that has finished units, pooling the folders
 ``<setting>`` and ``<setting>_<tag>`` (issue 14's dml runs; a tag other than ``dml`` marks an
-ablation, shown after the method's name): test accuracy at
+ablation, and ``clean_lr0.3`` a student learning rate, shown after the method's name): test accuracy at
 the epoch selected on the noisy validation split and at the last epoch, the selected epoch, the
 clean meta examples each method read, mean +- std over the seeds finished so far (column n).
 Confident learning's fold models (``cl_fold*``) are left out: they are part of its cost.
@@ -11,9 +12,11 @@ It also draws, per setting, every method's validation and test accuracy per epoc
 (``<setting>_accuracy.png``) and the precision of the selections of co-teaching and DML per epoch
 (``<setting>_selection.png``, DML Figure 5) into the runs folder.
 
-``--epochs ce,dml`` also prints those methods' per-epoch rows (accuracy, selection, DML's feedback).
+``--epochs ce,dml`` also prints those methods' per-epoch rows (accuracy, selection, DML's feedback,
+the logit gradients of the DLN and of CE for L2T-DLN).
 
     python benchmarks/noisy_labels_table.py [runs/noisy_labels_cifar10_cpu] [--epochs ce,coteaching,dml]
+    python benchmarks/noisy_labels_table.py runs/l2t_dln_cifar10_cpu --settings clean two_similar
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from metaloss.core.harness.report import collect_results, summary_table
 from metaloss.vision.plots import plot_curves
 
 METRICS = ["test_acc", "last_test_acc", "best_epoch", "meta_size", "selected_precision", "selected_fraction"]
-EPOCH_METRICS = ["val_acc", "test_acc", "selected_fraction", "selected_precision", "feedback_sum"]
+EPOCH_METRICS = ["val_acc", "test_acc", "selected_fraction", "selected_precision", "feedback_sum",
+                 "dln_logit_gradient", "ce_logit_gradient"]
 
 
 def _named(row: dict, tag: str) -> dict:
@@ -51,9 +55,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", default="runs/noisy_labels_cifar10_cpu")
     parser.add_argument("--epochs", default="", help="comma-separated methods whose per-epoch rows to print")
+    parser.add_argument("--settings", nargs="+", default=["symmetric", "longtail", "instance"])
     args = parser.parse_args()
     root = Path(args.root)
-    for setting in ("symmetric", "longtail", "instance"):
+    for setting in args.settings:
         folders = [f for f in [root / setting, *sorted(root.glob(f"{setting}_*"))]
                    if (f / "metrics.jsonl").exists()]
         results, records = [], []

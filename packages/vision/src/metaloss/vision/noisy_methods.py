@@ -346,7 +346,7 @@ def train_l2t_dln(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, *, teac
     device = t.accelerator.device
     l2t = L2TDLN(DynamicLossNetwork(init=settings["init"], seed=unit.seed).to(device), teacher=teacher,
                  dln_lr=settings["dln_lr"], teacher_lr=settings["teacher_lr"])
-    meta_x, meta_y = _stack(t.data.meta)
+    meta_x, meta_y = _stack(t.data.meta) if reweight else (None, None)  # for the class centres
     window: list[tuple] = []
     seen = {"batches": 0}
     logged: dict[str, list[float]] = {}

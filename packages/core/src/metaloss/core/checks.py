@@ -35,6 +35,14 @@ def check_same_rows(**tensors: torch.Tensor) -> int:
     return next(iter(sizes.values()))
 
 
+def check_class_indices(name: str, labels: torch.Tensor, num_classes: int, *, why: str = "") -> None:
+    """Every entry of the integer tensor ``labels`` lies in [0, num_classes - 1]; ``why`` is added to
+    the message (e.g. " (one centre per class)")."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{name} must be class indices in [0, {num_classes - 1}]{why}, "
+                         f"got values in [{int(labels.min())}, {int(labels.max())}]")
+
+
 def check_finite_loss(name: str, loss: torch.Tensor) -> torch.Tensor:
     """A NaN or infinite loss would poison every parameter it touches: stop here."""
     if not bool(torch.isfinite(loss.detach()).all()):

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..checks import check_choice, check_int, check_positive, check_tensor
+from ..checks import check_choice, check_class_indices, check_int, check_positive, check_tensor
 
 INITS = ("pairwise_ce", "kaiming")
 
@@ -71,13 +71,8 @@ def one_vs_one(logits: torch.Tensor, target: torch.Tensor, *, class_dim: int = 1
             f"(class_dim={class_dim}), got {tuple(target.shape)}"
         )
     valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
-    labels = target[valid]
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"targets must be class indices in [0, {num_classes - 1}]"
-            + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
-            + f", got values in [{int(labels.min())}, {int(labels.max())}]"
-        )
+    check_class_indices("targets", target[valid], num_classes,
+                        why="" if ignore_index is None else f" or ignore_index={ignore_index}")
     true_class = torch.where(valid, target, torch.zeros_like(target)).unsqueeze(-1)
     probs = torch.sigmoid(scores)
     others = torch.arange(num_classes - 1, device=target.device)

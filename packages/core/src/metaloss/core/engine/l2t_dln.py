@@ -156,8 +156,7 @@ class L2TDLN:
         batches = self._check_batches(batches)
         params = [p for p in student.parameters() if p.requires_grad]
         totals = torch.zeros(3, dtype=torch.float64)
-        for batch in batches:
-            x, y, w = (*batch, None)[:3]
+        for x, y, w in batches:
             z = student(x)
             z.retain_grad()
             loss = self.loss(z, y, w)
@@ -190,11 +189,11 @@ class L2TDLN:
 
     def _steps(self, batches):
         """(inputs, inner_loss) per look-ahead step: the weighted DLN loss at the look-ahead's phi."""
-        return [(x, lambda z, phi, y=y, w=w: self.loss(z, y, w, phi)) for x, y, w in
-                ((*b, None)[:3] for b in batches)]
+        return [(x, lambda z, phi, y=y, w=w: self.loss(z, y, w, phi)) for x, y, w in batches]
 
     @staticmethod
-    def _check_batches(batches) -> list:
+    def _check_batches(batches) -> list[tuple]:
+        """The batches as (inputs, target, weights or None) triples."""
         if not isinstance(batches, Sequence) or not batches:
             raise ValueError("batches must be a non-empty sequence of (inputs, target[, weights]), "
                              f"got {batches!r}")
@@ -202,7 +201,7 @@ class L2TDLN:
             if not isinstance(b, (tuple, list)) or len(b) not in (2, 3):
                 raise ValueError(f"batch {i} must be (inputs, target) or (inputs, target, weights), "
                                  f"got {type(b).__name__}")
-        return list(batches)
+        return [(*b, None)[:3] for b in batches]
 
     def state_dict(self) -> dict:
         state = {"dln": self.dln.state_dict(), "optimizer": self.optimizer.state_dict()}

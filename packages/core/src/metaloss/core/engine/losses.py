@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import (
+    check_class_indices,
     check_finite_loss,
     check_int,
     check_positive,
@@ -42,12 +43,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
     if targets.ndim != 1:
         raise ValueError(f"class-index targets must be 1-D (B,), got shape {tuple(targets.shape)}")
-    num_classes = logits.shape[1]
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
-        raise ValueError(
-            f"targets must be class indices in [0, {num_classes - 1}], "
-            f"got values in [{int(targets.min())}, {int(targets.max())}]"
-        )
+    check_class_indices("targets", targets, logits.shape[1])
     return F.cross_entropy(logits, targets, reduction="none")
 
 

@@ -25,7 +25,14 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_choice, check_int, check_positive, check_same_rows, check_tensor
+from ..checks import (
+    check_choice,
+    check_class_indices,
+    check_int,
+    check_positive,
+    check_same_rows,
+    check_tensor,
+)
 
 METRICS = ("snr", "cosine", "dot", "minkowski")
 
@@ -36,9 +43,7 @@ def class_centres(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: i
     check_tensor("labels", labels, ndim=1, floating=False)
     check_same_rows(embeddings=embeddings, labels=labels)
     check_int("num_classes", num_classes, minimum=1)
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes - 1}], got [{int(labels.min())}, "
-                         f"{int(labels.max())}]")
+    check_class_indices("labels", labels, num_classes)
     counts = torch.bincount(labels, minlength=num_classes)
     if bool((counts == 0).any()):
         missing = torch.nonzero(counts == 0).flatten().tolist()
@@ -63,9 +68,7 @@ def similarity_weights(embeddings: torch.Tensor, labels: torch.Tensor, centres: 
     if centres.shape[1] != embeddings.shape[1]:
         raise ValueError(f"centres must have the embeddings' width {embeddings.shape[1]}, "
                          f"got {centres.shape[1]}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= centres.shape[0]):
-        raise ValueError(f"labels must lie in [0, {centres.shape[0] - 1}] (one centre per class), got "
-                         f"[{int(labels.min())}, {int(labels.max())}]")
+    check_class_indices("labels", labels, centres.shape[0], why=" (one centre per class)")
     a, b = embeddings.detach(), centres[labels].detach()
     scores = _similarity(a, b, metric, p)
     total = scores.sum()

@@ -6,7 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metaloss.core import L2TDLN, DynamicLossNetwork, Lookahead, unroll, unrolled_hypergradient
+from metaloss.core import (
+    L2TDLN,
+    DynamicLossNetwork,
+    Lookahead,
+    TeachingSchedule,
+    unroll,
+    unrolled_hypergradient,
+)
 
 from .toys import MLP, gaussian_blobs
 
@@ -159,3 +166,84 @@ def test_two_processes_hold_one_student_dln_and_teacher(tmp_path):
     assert _same_state(own[0], own[1]) and _same_state(same[0], same[1])
     assert _same_state(same[0], alone)
     assert not _same_state(own[0], alone)  # the other rank's batches moved the shared state
+
+
+class TwoHeads(torch.nn.Module):
+    """A student with a main and an auxiliary head, as PSPNet has: it returns a tuple of logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(10, 8)
+        self.main, self.aux = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.body(x))
+        return self.main(h), self.aux(h)
+
+
+def test_an_objective_around_the_dln_drives_a_student_with_several_outputs():
+    _, _, _, batches, (vx, vy) = _setup()
+    for aux_weight in (0.0, 0.4):
+        torch.manual_seed(1)
+        student = TwoHeads().double()
+        initial_aux = student.aux.weight.detach().clone()
+        optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
+        seen = []
+
+        def objective(outputs, target, dln, aux_weight=aux_weight, seen=seen):
+            seen.append(type(outputs).__name__)
+            return dln(outputs[0], target) + aux_weight * dln(outputs[1], target)
+
+        l2t = L2TDLN(DynamicLossNetwork(seed=0).double(), objective=objective,
+                     val_loss=lambda out, y: F.cross_entropy(out[0], y))
+        out = l2t.teach(student, optimizer, batches, (vx, vy))
+        assert set(seen) == {"tuple"} and out.dln_grad_norm > 0 and out.val_loss == out.val_loss
+        # the logit gradients of Figure 1 are not defined for a composed loss
+        assert torch.isnan(torch.tensor(out.student[1:])).all()
+        # the auxiliary head learns only through the objective's auxiliary term
+        assert torch.equal(student.aux.weight.detach(), initial_aux) == (aux_weight == 0.0)
+
+
+def test_the_identity_objective_is_the_plain_dln_and_a_bad_objective_is_refused():
+    results = []
+    for objective in (None, lambda outputs, target, dln: dln(outputs, target)):
+        student, optimizer, _, batches, val = _setup()
+        l2t = L2TDLN(DynamicLossNetwork(seed=0).double(), objective=objective)
+        out = l2t.teach(student, optimizer, batches, val)
+        results.append((out.dln_grad_norm, [p.detach().clone() for p in student.parameters()]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b)
+    student, optimizer, _, batches, val = _setup()
+    with pytest.raises(TypeError, match="objective must be callable"):
+        L2TDLN(objective="dln")
+    l2t = L2TDLN(DynamicLossNetwork(seed=0).double(), objective=lambda out, y, dln: dln(out, y).sum())
+    with pytest.raises(ValueError, match=r"one loss per example \(B,\), got \(\)"):
+        l2t.train_student(student, optimizer, batches)
+
+
+def test_the_schedule_gathers_windows_of_k_and_teaches_every_nth_round():
+    student, optimizer, l2t, _, val = _setup()
+    x, y = val
+    batches = [(x[i:i + 6], y[i:i + 6]) for i in range(0, 30, 6)]  # 5 batches an epoch
+    schedule = TeachingSchedule(l2t, unroll_steps=2, teach_every=2)
+    drawn = []
+
+    def val_batch():
+        drawn.append(1)
+        return val
+
+    for epoch in range(2):
+        schedule.new_epoch()
+        kinds = [type(schedule.step(student, optimizer, b, val_batch, last=i == 4)).__name__
+                 for i, b in enumerate(batches)]
+        # windows [0, 1] teach, [2, 3] train the student; the last short window [4] is round 2: teaches
+        assert kinds == ["NoneType", "TeachStep", "NoneType", "StudentSteps", "TeachStep"], (epoch, kinds)
+    assert len(drawn) == 4  # a validation batch is drawn only for teaching rounds
+    schedule.step(student, optimizer, batches[0], val_batch, last=False)
+    with pytest.raises(RuntimeError, match="1 batches were gathered but never trained on"):
+        schedule.new_epoch()
+    with pytest.raises(ValueError, match="unroll_steps"):
+        TeachingSchedule(l2t, unroll_steps=0)
+    with pytest.raises(TypeError, match="l2t must be an L2TDLN"):
+        TeachingSchedule(object())

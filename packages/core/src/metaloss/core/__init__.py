@@ -13,7 +13,7 @@ from .engine.debiasing import DebiasingWeights, composition_weights, fidelity_we
 from .engine.dynamic_loss import DynamicLossNetwork, OneVsOne, one_vs_one
 from .engine.hypergradient import Lookahead, hypergradient, last_layer_hypergradient, preserved_buffers
 from .engine.instance_weights import InstanceWeights
-from .engine.l2t_dln import L2TDLN, StudentSteps, TeachStep
+from .engine.l2t_dln import L2TDLN, StudentSteps, TeachingSchedule, TeachStep
 from .engine.losses import (
     cross_entropy,
     dropout_mix_weights,
@@ -48,6 +48,7 @@ __all__ = [
     "Split",
     "StudentSteps",
     "TeachStep",
+    "TeachingSchedule",
     "Unrolled",
     "ValidationSelector",
     "class_centres",

@@ -49,6 +49,8 @@ from metaloss.core import (
     Lookahead,
     MetaFeedback,
     MetaWeightNet,
+    TeachingSchedule,
+    TeachStep,
     class_centres,
     coteaching_keep_ratio,
     cross_entropy,
@@ -347,13 +349,14 @@ def train_l2t_dln(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, *, teac
     l2t = L2TDLN(DynamicLossNetwork(init=settings["init"], seed=unit.seed).to(device), teacher=teacher,
                  dln_lr=settings["dln_lr"], teacher_lr=settings["teacher_lr"])
     meta_x, meta_y = _stack(t.data.meta) if reweight else (None, None)  # for the class centres
-    window: list[tuple] = []
+    schedule = TeachingSchedule(l2t, settings["unroll_steps"], settings["teach_every"])
     seen = {"batches": 0}
     logged: dict[str, list[float]] = {}
     centres: dict[str, torch.Tensor] = {}
 
     def start(epoch: int) -> None:
         seen["batches"] = 0
+        schedule.new_epoch()
         if not surfaces.surfaces:
             surfaces.record(l2t.dln)  # the start of training
         if reweight:  # the meta set's class centres in the student's embedding space, once per epoch
@@ -370,20 +373,16 @@ def train_l2t_dln(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, *, teac
                 weights = similarity_weights(_embed(model, x, device), y, centres["value"],
                                              metric=settings["similarity"])
                 diagnostics.weighted(idx, weights * len(idx))  # mean 1 over a batch
-            window.append((x, y) if weights is None else (x, y, weights))
             seen["batches"] += 1
-            if len(window) < settings["unroll_steps"] and seen["batches"] < t.steps_per_epoch:
+            batch = (x, y) if weights is None else (x, y, weights)
+            last = seen["batches"] == t.steps_per_epoch
+            stats = schedule.step(model, optimizer, batch, meta.next, last=last)
+            if stats is None:
                 return None  # gathering the window: the student steps when it is full
-            batches = window.copy()
-            window.clear()
-            rounds = (seen["batches"] - 1) // settings["unroll_steps"]
-            if rounds % settings["teach_every"]:
-                stats = l2t.train_student(model, optimizer, batches)
-            else:
-                taught = l2t.teach(model, optimizer, batches, meta.next())
-                stats = taught.student
+            if isinstance(stats, TeachStep):
                 for key in ("dln_grad_norm", "dln_change", "val_loss")[:3 if teacher == "lstm" else 2]:
-                    logged.setdefault(key, []).append(getattr(taught, key))
+                    logged.setdefault(key, []).append(getattr(stats, key))
+                stats = stats.student
             logged.setdefault("dln_logit_gradient", []).append(stats.dln_logit_gradient)
             logged.setdefault("ce_logit_gradient", []).append(stats.ce_logit_gradient)
             return stats.loss
@@ -391,8 +390,7 @@ def train_l2t_dln(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, *, teac
         return step
 
     def end(epoch: int, model: nn.Module) -> None:
-        if window:
-            raise RuntimeError(f"{len(window)} batches of epoch {epoch} were gathered but never trained on")
+        schedule.new_epoch()  # refuses batches left over
         surfaces.record(l2t.dln)
 
     def epoch_means() -> dict:

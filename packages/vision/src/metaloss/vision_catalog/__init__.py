@@ -19,6 +19,7 @@ from metaloss.core.harness import Recipe, open_run
 from metaloss.core.harness.schema import (
     AMALSettings,
     Field,
+    L2TDLNSettings,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -416,16 +417,7 @@ class DMLSection(Section):
     teacher_arch: str | None = Field(description="the teacher's timm name (null: model.arch)")
 
 
-class L2TDLNSection(Section):
-    unroll_steps: PositiveInt = Field(description="K: student SGD steps the teacher looks through (15)")
-    teach_every: PositiveInt = Field(description="teach on every n-th window of K batches; the others "
-                                                 "train the student on the current DLN (1: every window)")
-    dln_lr: PositiveFloat = Field(description="the DLN's step: scale of the LSTM's output (dln, l2t_dln: "
-                                              "Adam's learning rate for dln)")
-    teacher_lr: PositiveFloat = Field(description="the LSTM teacher's Adam learning rate")
-    val_batch: PositiveInt = Field(description="clean meta-set examples per teaching round")
-    init: Literal["pairwise_ce", "kaiming"] = Field(description="the DLN's start: fitted to the pair's "
-                                                                "binary CE, or the authors' random init")
+class L2TDLNSection(L2TDLNSettings):
     similarity: Literal[SIMILARITY_METRICS] = Field(description="data reweighting's similarity (the _dr "
                                                                 "methods; snr: eq. 34)")
 

@@ -25,6 +25,7 @@ Two readings of the authors' code that differ:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -122,26 +123,43 @@ class DynamicLossNetwork(nn.Module):
         return per_position.flatten(1).sum(1) / counts
 
     def _initialise(self, init: str, seed: int, negative_slope: float) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for layer in self.net:
-                if isinstance(layer, nn.Linear):
-                    fan_out = layer.weight.shape[0]
-                    gain = nn.init.calculate_gain("leaky_relu", negative_slope)
-                    layer.weight.normal_(0.0, gain / fan_out**0.5, generator=generator)
         if init == "pairwise_ce":
-            self._fit_to_pairwise_ce()
+            # The fit is deterministic: every DLN with these settings starts from the same weights.
+            widths = tuple(layer.weight.shape for layer in self.net if isinstance(layer, nn.Linear))
+            self.load_state_dict(_fitted_to_pairwise_ce(widths, negative_slope, seed))
+            return
+        _draw_kaiming(self, seed, negative_slope)
 
-    def _fit_to_pairwise_ce(self, grid: int = 25, steps: int = 400, lr: float = 1e-2) -> None:
-        """Regress the DLN onto -log s_y - log(1 - s_j) over [0.01, 0.99]^2 (deterministic: full batch)."""
-        s = torch.linspace(0.01, 0.99, grid)
-        s_true, s_other = torch.meshgrid(s, s, indexing="ij")
-        pairs = torch.stack((s_true, s_other), dim=-1).reshape(-1, 2)
-        target = -torch.log(pairs[:, 0]) - torch.log1p(-pairs[:, 1])
-        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
-        with torch.enable_grad():
-            for _ in range(steps):
-                optimizer.zero_grad()
-                ((self.pair_loss(pairs) - target) ** 2).mean().backward()
-                optimizer.step()
-        self.zero_grad(set_to_none=True)
+
+def _draw_kaiming(dln: DynamicLossNetwork, seed: int, negative_slope: float) -> None:
+    """The authors' start: Kaiming normal weights (fan-out), from a generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in dln.net:
+            if isinstance(layer, nn.Linear):
+                fan_out = layer.weight.shape[0]
+                gain = nn.init.calculate_gain("leaky_relu", negative_slope)
+                layer.weight.normal_(0.0, gain / fan_out**0.5, generator=generator)
+
+
+@functools.cache
+def _pairwise_ce_fit(widths: tuple, negative_slope: float, seed: int) -> dict[str, torch.Tensor]:
+    """Kaiming weights regressed onto -log s_y - log(1 - s_j) over [0.01, 0.99]^2 by 400 full-batch
+    Adam steps (deterministic), computed once per process for each architecture and seed."""
+    dln = DynamicLossNetwork(widths[0][0], len(widths) - 1, negative_slope=negative_slope, init="kaiming",
+                             seed=seed)
+    s = torch.linspace(0.01, 0.99, 25)
+    s_true, s_other = torch.meshgrid(s, s, indexing="ij")
+    pairs = torch.stack((s_true, s_other), dim=-1).reshape(-1, 2)
+    target = -torch.log(pairs[:, 0]) - torch.log1p(-pairs[:, 1])
+    optimizer = torch.optim.Adam(dln.parameters(), lr=1e-2)
+    with torch.enable_grad():
+        for _ in range(400):
+            optimizer.zero_grad()
+            ((dln.pair_loss(pairs) - target) ** 2).mean().backward()
+            optimizer.step()
+    return {name: value.detach().clone() for name, value in dln.state_dict().items()}
+
+
+def _fitted_to_pairwise_ce(widths: tuple, negative_slope: float, seed: int) -> dict[str, torch.Tensor]:
+    return {name: value.clone() for name, value in _pairwise_ce_fit(widths, negative_slope, seed).items()}

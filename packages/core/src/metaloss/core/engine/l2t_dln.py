@@ -18,7 +18,15 @@ three-stage asynchronous optimisation):
    re-run (a test checks it), with the optimiser's own momentum and BatchNorm statistics.
 
 ``train_student(student, optimizer, batches)`` is step 3 alone, for rounds in which the teacher
-does not teach.
+does not teach. ``TeachingSchedule`` is that schedule inside a training loop: it gathers the
+loop's batches into windows of K and runs each window as a teaching round or as plain student
+steps.
+
+The DLN need not be the student's whole loss: ``objective(outputs, target, dln)`` composes it
+into one, e.g. a detector's loss whose class term is the DLN over each assigned anchor's classes
+(``dln(logits, labels)`` gives the DLN's per-row loss at the current, or the look-ahead's, phi),
+or a segmenter's main and auxiliary heads. Then the student may return several tensors and the
+target may be any object the objective reads (a list of boxes per image).
 Training batches may carry per-example weights (``similarity_weights``, §5) that sum to 1; the
 student's loss is then sum_i w_i DLN_i, in the look-ahead as in the real steps. Under several
 processes the DLN's gradient, the LSTM's gradient and the student's gradient are averaged over
@@ -35,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..checks import check_choice, check_positive
+from ..checks import check_choice, check_int, check_positive
 from .dynamic_loss import DynamicLossNetwork
 from .hypergradient import Lookahead
 from .lstm_teacher import LSTMTeacher
@@ -48,7 +56,8 @@ TEACHERS = ("lstm", "adam")
 class StudentSteps(NamedTuple):
     """What the student's real steps saw, each the mean over the steps: the DLN loss, and the L1
     norm of the batch loss's gradient with respect to the logits under the DLN and under CE at the
-    same logits and weights (the supplement's Figure 1 compares the two)."""
+    same logits and weights (the supplement's Figure 1 compares the two; NaN with an ``objective``
+    or a student that returns several tensors)."""
 
     loss: float
     dln_logit_gradient: float
@@ -79,13 +88,20 @@ class L2TDLN:
         teacher_lr: the LSTM's Adam learning rate (1e-3).
         val_loss: ``(logits, target) -> scalar`` on the validation batch (default: CE).
         class_dim, ignore_index: passed to the DLN (pixels: 1 and e.g. 255; anchors: -1).
+        objective: ``(outputs, target, dln) -> (B,)`` per-example losses built around the DLN
+            (module docstring); default: the DLN on the student's logits.
     """
 
     def __init__(self, dln: DynamicLossNetwork | None = None, *, teacher: str = "lstm",
                  lstm: LSTMTeacher | None = None,
                  dln_lr: float = 1e-3, teacher_lr: float = 1e-3,
                  val_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 class_dim: int = 1, ignore_index: int | None = None):
+                 class_dim: int = 1, ignore_index: int | None = None,
+                 objective: Callable[[object, object, Callable], torch.Tensor] | None = None):
+        if objective is not None and not callable(objective):
+            raise TypeError(f"objective must be callable as objective(outputs, target, dln), "
+                            f"got {type(objective).__name__}")
+        self.objective = objective
         self.teacher = check_choice("teacher", teacher, TEACHERS)
         self.dln_lr = check_positive("dln_lr", dln_lr)
         check_positive("teacher_lr", teacher_lr)
@@ -106,13 +122,21 @@ class L2TDLN:
             self.lstm, self.lstm_state = None, None
             self.optimizer = torch.optim.Adam(self.dln.parameters(), lr=dln_lr)
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+    def loss(self, outputs, target, weights: torch.Tensor | None = None,
              phi: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """The student's training loss: mean_i DLN_i, or sum_i w_i DLN_i with ``weights`` (B,)
-        summing to 1; ``phi`` evaluates the DLN at other parameter values (the look-ahead's)."""
-        per_example = (self.dln(logits, target, **self.dln_kwargs) if phi is None else
-                       functional_call(self.dln, dict(zip(self._names, phi)), (logits, target),
-                                       self.dln_kwargs))
+        """The student's training loss: mean_i loss_i, or sum_i w_i loss_i with ``weights`` (B,)
+        summing to 1, where loss_i is the DLN on example i (or the ``objective``'s value); ``phi``
+        evaluates the DLN at other parameter values (the look-ahead's)."""
+        def dln(logits, labels):
+            if phi is None:
+                return self.dln(logits, labels, **self.dln_kwargs)
+            return functional_call(self.dln, dict(zip(self._names, phi)), (logits, labels), self.dln_kwargs)
+
+        per_example = dln(outputs, target) if self.objective is None else self.objective(outputs, target, dln)
+        if not isinstance(per_example, torch.Tensor) or per_example.ndim != 1:
+            got = (tuple(per_example.shape) if isinstance(per_example, torch.Tensor)
+                   else type(per_example).__name__)
+            raise ValueError(f"objective must return one loss per example (B,), got {got}")
         if weights is None:
             return per_example.mean()
         if weights.shape != per_example.shape:
@@ -158,16 +182,21 @@ class L2TDLN:
         totals = torch.zeros(3, dtype=torch.float64)
         for x, y, w in batches:
             z = student(x)
-            z.retain_grad()
+            # Figure 1's logit gradients exist where the DLN is the whole loss on one logits tensor.
+            logits_only = self.objective is None and isinstance(z, torch.Tensor)
+            if logits_only:
+                z.retain_grad()
             loss = self.loss(z, y, w)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for p, g in zip(params, averaged_over_processes([p.grad for p in params])):
                 p.grad = g
             optimizer.step()
-            share = torch.full((len(y),), 1 / len(y), device=z.device) if w is None else w.to(z.device)
-            ce_grad = (share * _ce_logit_gradient(z.detach(), y, **self.dln_kwargs)).sum()
-            measured = [float(loss.detach()), float(z.grad.abs().sum()), float(ce_grad)]
+            measured = [float(loss.detach()), float("nan"), float("nan")]
+            if logits_only:
+                share = torch.full((len(y),), 1 / len(y), device=z.device) if w is None else w.to(z.device)
+                ce_grad = (share * _ce_logit_gradient(z.detach(), y, **self.dln_kwargs)).sum()
+                measured[1:] = [float(z.grad.abs().sum()), float(ce_grad)]
             totals += torch.tensor(measured, dtype=torch.float64)
         return StudentSteps(*(totals / len(batches)).tolist())
 
@@ -220,6 +249,46 @@ class L2TDLN:
             self.lstm.load_state_dict(state["lstm"])
             device = next(self.lstm.parameters()).device
             self.lstm_state = [(h.to(device), c.to(device)) for h, c in state["lstm_state"]]
+
+
+class TeachingSchedule:
+    """The authors' schedule around ``L2TDLN`` in a batch loop: windows of K batches.
+
+    ``step(student, optimizer, batch, val_batch, last=...)`` gathers the loop's batches; when K
+    (``unroll_steps``) are gathered, or at the epoch's ``last`` batch, the window is one round:
+    every ``teach_every``-th round of an epoch teaches (``L2TDLN.teach`` on the validation batch
+    that ``val_batch()`` draws then), the others train the student on the current DLN
+    (``L2TDLN.train_student``). It returns the round's ``TeachStep`` or ``StudentSteps``, and None
+    while a window is still gathering (the student has not stepped yet).
+    """
+
+    def __init__(self, l2t: L2TDLN, unroll_steps: int = 15, teach_every: int = 1):
+        if not isinstance(l2t, L2TDLN):
+            raise TypeError(f"l2t must be an L2TDLN, got {type(l2t).__name__}")
+        self.l2t = l2t
+        self.unroll_steps = check_int("unroll_steps", unroll_steps, minimum=1)
+        self.teach_every = check_int("teach_every", teach_every, minimum=1)
+        self.window: list[tuple] = []
+        self.rounds = 0
+
+    def new_epoch(self) -> None:
+        """Count rounds from the epoch's start; a window left over would be batches never trained on."""
+        if self.window:
+            raise RuntimeError(f"{len(self.window)} batches were gathered but never trained on: "
+                               "pass last=True with an epoch's last batch")
+        self.rounds = 0
+
+    def step(self, student: nn.Module, optimizer: torch.optim.SGD, batch: tuple,
+             val_batch: Callable[[], tuple], *, last: bool) -> TeachStep | StudentSteps | None:
+        self.window.append(batch)
+        if len(self.window) < self.unroll_steps and not last:
+            return None
+        batches, self.window = self.window, []
+        teaching = self.rounds % self.teach_every == 0
+        self.rounds = 0 if last else self.rounds + 1
+        if teaching:
+            return self.l2t.teach(student, optimizer, batches, val_batch())
+        return self.l2t.train_student(student, optimizer, batches)
 
 
 def _lookahead_of(student, optimizer) -> Lookahead:

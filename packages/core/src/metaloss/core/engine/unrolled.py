@@ -17,11 +17,14 @@ The steps follow ``Lookahead.advance`` (PyTorch SGD, momentum carried across the
 steps from the real optimiser's buffer when there is one, weight decay). They run on
 fresh copies of the model's buffers, so the model itself is never changed: its
 BatchNorm running statistics evolve in the copies as K real steps would move them.
+
+The model may return several tensors (a detector's scales, a segmenter's main and auxiliary
+heads): the losses then receive them as the model returns them, a tuple, a list or a dict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -101,8 +104,9 @@ def unroll(model: nn.Module, steps, meta_params, *, lookahead: Lookahead | float
     return Unrolled(dict(zip(names, values)), buffers, frozen)
 
 
-def unrolled_logits(model: nn.Module, unrolled: Unrolled, inputs) -> torch.Tensor:
-    """The model's logits at ``unrolled.params``; BatchNorm updates land on a copy of its buffers."""
+def unrolled_logits(model: nn.Module, unrolled: Unrolled, inputs):
+    """The model's outputs at ``unrolled.params`` (logits, or several tensors as the model returns
+    them); BatchNorm updates land on a copy of its buffers."""
     _check_model(model)
     if not isinstance(unrolled, Unrolled):
         raise TypeError(f"unrolled must be the Unrolled that unroll returns, got {type(unrolled).__name__}")
@@ -141,9 +145,22 @@ def _sgd_step(lookahead: Lookahead, params, values, momenta, loss: torch.Tensor,
     return [value for value, _ in moved], [buf for _, buf in moved]
 
 
-def _forward(model: nn.Module, state: dict, inputs) -> torch.Tensor:
+def _forward(model: nn.Module, state: dict, inputs):
     args, kwargs = _call_args(inputs)
-    return _logits(functional_call(model, state, args, kwargs))
+    return _outputs(functional_call(model, state, args, kwargs))
+
+
+def _outputs(output):
+    """A model's outputs as the losses receive them: a tensor, the ``.logits`` of an output object
+    (Hugging Face's, itself a dict), or a tuple, list or dict of tensors (several heads)."""
+    if isinstance(output, torch.Tensor) or isinstance(getattr(output, "logits", None), torch.Tensor):
+        return _logits(output)
+    several = isinstance(output, (tuple, list, Mapping)) and len(output) > 0
+    values = output.values() if isinstance(output, Mapping) else output
+    if several and all(isinstance(t, torch.Tensor) for t in values):
+        return output
+    raise TypeError("the model must return logits, an object with .logits, or a tuple, list or dict of "
+                    f"tensors, got {type(output).__name__}")
 
 
 def _check_model(model) -> None:

@@ -74,6 +74,20 @@ class AMALSettings(Section):
         description="initial (lambda_p, lambda_a)")
 
 
+class L2TDLNSettings(Section):
+    """The keys of core's ``L2TDLN`` and ``TeachingSchedule`` that every recipe using them sets."""
+
+    unroll_steps: PositiveInt = Field(description="K: student SGD steps the teacher looks through (15)")
+    teach_every: PositiveInt = Field(description="teach on every n-th window of K batches; the others "
+                                                 "train the student on the current DLN (1: every window)")
+    dln_lr: PositiveFloat = Field(description="the DLN's step: scale of the LSTM's output (dln, l2t_dln: "
+                                              "Adam's learning rate for dln)")
+    teacher_lr: PositiveFloat = Field(description="the LSTM teacher's Adam learning rate")
+    val_batch: PositiveInt = Field(description="the teacher's validation examples per teaching round")
+    init: Literal["pairwise_ce", "kaiming"] = Field(description="the DLN's start: fitted to the pair's "
+                                                                "binary CE, or the authors' random init")
+
+
 class RecipeConfig(Section):
     """Keys every recipe has."""
 

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import contextlib
-import io
+import logging
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -73,6 +73,17 @@ def _check_detections(predictions, targets) -> tuple[list[dict], list[dict]]:
     return preds, gts
 
 
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger):
+    """``logger`` (and its children) at WARNING inside the block, its level restored after."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class BoxMAP:
     """Streaming box mAP: ``update(predictions, targets)`` per batch, then ``compute()``.
 
@@ -90,7 +101,7 @@ class BoxMAP:
 
     def compute(self) -> dict[str, float]:
         """``{"map_50": mAP@0.5, "map": mAP@0.5:0.95}``; COCO's -1 when no image had a ground-truth box."""
-        with contextlib.redirect_stdout(io.StringIO()):  # COCO's evaluation prints its whole table
+        with _quiet(logging.getLogger("faster_coco_eval")):  # it logs COCO's whole table at INFO
             result = self._metric.compute()
         return {"map_50": float(result["map_50"]), "map": float(result["map"])}
 

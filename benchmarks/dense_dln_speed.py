@@ -1,9 +1,9 @@
 """Seconds per training iteration of the DLN variants of the detector and the segmenter, relative to the
 standard loss, measured side by side in one process.
 
-Rows per task (the recipes' CPU defaults: YOLOv3 on EfficientNet-Lite0 at 320 px, PSPNet on it at 256
-px with loss_stride 8, batches of 8 COCO128 images of the committed fixture through the training
-transforms):
+Rows per task, at the recipes' CPU defaults (YOLOv3 on EfficientNet-Lite0 at 320 px, batches of 8;
+PSPNet on it at 192 px, loss_stride 8, batches of 4), on COCO128 images of the committed fixture
+through the training transforms:
 - ``standard``: forward, the model's own loss, backward, SGD step;
 - ``dln``: the same step with the DLN as the class loss (``L2TDLN.train_student``, no teaching);
 - ``l2t_dln`` teaching round / K: one ``L2TDLN.teach`` (the DLN's hypergradient through K look-ahead
@@ -11,7 +11,8 @@ transforms):
   iteration when every window teaches (``teach_every=1``); with ``teach_every=n`` it is
   ((n - 1) x dln + teaching) / n.
 Each row is the median of ``--repeats`` rounds, the rows taken in turn within each round after one
-warm-up each, so that machine drift hits them alike.
+warm-up each, so that machine drift hits them alike. The process's peak resident memory after each
+task is printed too (the teaching round holds the most: K steps differentiated twice).
 
     python benchmarks/dense_dln_speed.py [--tasks detection segmentation] [--k 3] [--repeats 3]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import resource
 import statistics
 import time
 
@@ -91,6 +93,8 @@ def measure(name: str, k: int, repeats: int) -> None:
     for row, values in times.items():
         seconds = statistics.median(values)
         print(f"  {row:<32} {seconds:7.2f} s/iteration   {seconds / base:5.2f}x standard")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"  peak resident memory of the process so far: {peak:.1f} GiB")
 
 
 def main() -> None:

@@ -27,6 +27,13 @@ def check_tensor(name: str, value, *, ndim: int | None = None, floating: bool | 
     return value
 
 
+def describe(value) -> str:
+    """What was given, for an error message: a tensor's dtype and shape, else the type's name."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
 def check_same_rows(**tensors: torch.Tensor) -> int:
     """All tensors share their first dimension; return it."""
     sizes = {name: t.shape[0] for name, t in tensors.items()}

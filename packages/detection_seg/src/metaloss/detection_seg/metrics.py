@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision import tv_tensors
 
-from metaloss.core.checks import check_int
+from metaloss.core.checks import check_int, describe
 
 
 def _plain(tensor: torch.Tensor) -> torch.Tensor:
@@ -135,15 +135,15 @@ class ConfusionMatrix:
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         if not isinstance(target, torch.Tensor) or target.dim() != 3 or target.is_floating_point():
-            raise ValueError(f"target must be an integer (B, H, W) tensor, got {_describe(target)}")
+            raise ValueError(f"target must be an integer (B, H, W) tensor, got {describe(target)}")
         if not isinstance(pred, torch.Tensor):
             raise TypeError(f"pred must be a tensor, got {type(pred).__name__}")
         if pred.is_floating_point():
             if pred.dim() != 4 or pred.shape[1] != self.num_classes:
-                raise ValueError(f"logits must be (B, {self.num_classes}, H, W), got {_describe(pred)}")
+                raise ValueError(f"logits must be (B, {self.num_classes}, H, W), got {describe(pred)}")
             pred = pred.argmax(1)
         if pred.shape != target.shape:
-            raise ValueError(f"pred must have target's shape {tuple(target.shape)}, got {_describe(pred)}")
+            raise ValueError(f"pred must have target's shape {tuple(target.shape)}, got {describe(pred)}")
         if pred.device != target.device:
             raise ValueError(f"pred and target must be on one device, got {pred.device} and {target.device}")
         # Counting stays on the inputs' device (a GPU in training): no per-batch copy of the masks.
@@ -181,8 +181,3 @@ class ConfusionMatrix:
         self._counts.reset()
         self._updated = False
 
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from metaloss.core.checks import check_int
+from metaloss.core.checks import check_int, describe
 from metaloss.core.data_root import data_root
 
 IGNORE_INDEX = 255
@@ -194,7 +194,7 @@ class IdMap:
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         """Contiguous int64 indices of an integer tensor of raw ids; unknown ids raise ValueError."""
         if not isinstance(raw, torch.Tensor) or raw.is_floating_point() or raw.dtype == torch.bool:
-            raise TypeError(f"raw must be an integer tensor of class ids, got {_describe(raw)}")
+            raise TypeError(f"raw must be an integer tensor of class ids, got {describe(raw)}")
         raw = raw.long()
         known = (raw >= 0) & (raw < len(self._table))
         mapped = torch.full_like(raw, -1)
@@ -377,7 +377,7 @@ def collate_segmentation(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Te
     _check_batch(batch)
     for _, mask in batch:
         if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
-            raise ValueError(f"masks must be (H, W) tensors, got {_describe(mask)}")
+            raise ValueError(f"masks must be (H, W) tensors, got {describe(mask)}")
     return _stack("images", [image for image, _ in batch]), _stack("masks", [mask for _, mask in batch])
 
 
@@ -393,8 +393,3 @@ def split_train_val(dataset_len: int, val_size: int, seed: int) -> tuple[list[in
     order = torch.randperm(dataset_len, generator=torch.Generator().manual_seed(seed))
     return sorted(order[val_size:].tolist()), sorted(order[:val_size].tolist())
 
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__

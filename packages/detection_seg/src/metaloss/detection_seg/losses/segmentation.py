@@ -19,9 +19,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from metaloss.core.checks import check_int, check_positive, check_tensor
+from metaloss.core.checks import check_int, check_positive, check_tensor, describe
 
-from ..models.backbones import shape_of
 from ..models.pspnet import AUX_WEIGHT
 
 IGNORE_INDEX = 255
@@ -58,7 +57,7 @@ def pspnet_loss(outputs, masks: torch.Tensor, *, pixel_loss: PixelLoss | None = 
         if not isinstance(logits, torch.Tensor) or logits.ndim != 4 or logits.shape[0] != masks.shape[0] \
                 or logits.shape[-2:] != masks.shape[-2:]:
             raise ValueError(f"the {name} logits must be (B, C, H, W) with the masks' B, H, W "
-                             f"{(masks.shape[0], masks.shape[1], masks.shape[2])}, got {shape_of(logits)}")
+                             f"{(masks.shape[0], masks.shape[1], masks.shape[2])}, got {describe(logits)}")
     pixel_loss = pixel_loss or (lambda z, m: pixel_cross_entropy(z, m, ignore_index))
     if loss_stride > 1:
         masks = masks[:, ::loss_stride, ::loss_stride]

@@ -112,8 +112,3 @@ def feature_strides(backbone: str, output_stride: int | None = None) -> list[int
     kwargs = {"output_stride": output_stride} if output_stride else {}
     model = timm.create_model(backbone, features_only=True, pretrained=False, **kwargs)
     return model.feature_info.reduction()
-
-
-def shape_of(value) -> str:
-    """A tensor's shape, or what was given instead, for error messages."""
-    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metaloss.core.checks import check_int
+from metaloss.core.checks import check_int, describe
 
-from .backbones import create_backbone, feature_strides, shape_of
+from .backbones import create_backbone, feature_strides
 
 AUX_WEIGHT = 0.4
 BINS = (1, 2, 3, 6)
@@ -82,7 +82,7 @@ class PSPNet(nn.Module):
 
     def forward(self, images: torch.Tensor):
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
-            raise ValueError(f"images must be a (B, 3, H, W) tensor, got {shape_of(images)}")
+            raise ValueError(f"images must be a (B, 3, H, W) tensor, got {describe(images)}")
         if self.training and images.shape[0] < 2:
             raise ValueError(f"PSPNet trains on batches of at least 2 images (BatchNorm after the 1x1 bin), "
                              f"got {images.shape[0]}")

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
-from metaloss.core.checks import check_int, check_positive
+from metaloss.core.checks import check_int, check_positive, describe
 
 from ..boxes import COCO_ANCHORS, STRIDES, anchor_tensor, decode
-from .backbones import create_backbone, levels_of_strides, shape_of
+from .backbones import create_backbone, levels_of_strides
 
 OBJECT_PRIOR = 0.01
 
@@ -93,9 +93,9 @@ class YOLOv3(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
-            raise ValueError(f"images must be a (B, 3, H, W) tensor, got {shape_of(images)}")
+            raise ValueError(f"images must be a (B, 3, H, W) tensor, got {describe(images)}")
         if images.shape[-1] % 32 or images.shape[-2] % 32:
-            raise ValueError(f"the image height and width must be multiples of 32, got {shape_of(images)}")
+            raise ValueError(f"the image height and width must be multiples of 32, got {describe(images)}")
         features = self.backbone(images)
         outputs, carried = [], None
         for i, level in enumerate((2, 1, 0)):

@@ -9,7 +9,11 @@ through the training transforms:
 - ``l2t_dln`` teaching round / K: one ``L2TDLN.teach`` (the DLN's hypergradient through K look-ahead
   steps, the LSTM's update through K more, then the K real steps), divided by K: the cost per
   iteration when every window teaches (``teach_every=1``); with ``teach_every=n`` it is
-  ((n - 1) x dln + teaching) / n.
+  ((n - 1) x dln + teaching) / n;
+- ``amal meta step (<mode>)`` (detection, whose loss has parts): one ``AMAL.meta_step``, the
+  hypergradient of the eight images' (loc, cls, conf) weights through the optimiser's look-ahead
+  step; a meta phase takes one per training batch every L epochs, so it adds (this / L) per iteration
+  to the standard step.
 Each row is the median of ``--repeats`` rounds, the rows taken in turn within each round after one
 warm-up each, so that machine drift hits them alike. The process's peak resident memory after each
 task is printed too (the teaching round holds the most: K steps differentiated twice).
@@ -25,10 +29,11 @@ import platform
 import resource
 import statistics
 import time
+from functools import partial
 
 import torch
 
-from metaloss.core import L2TDLN, DynamicLossNetwork
+from metaloss.core import L2TDLN, DynamicLossNetwork, Lookahead
 from metaloss.core.harness.config import resolve_config
 from metaloss.core.harness.launch import discover_recipes
 from metaloss.detection_seg.data import (
@@ -41,6 +46,7 @@ from metaloss.detection_seg.data import (
 from metaloss.detection_seg.models import normalisation
 from metaloss.detection_seg.recipes.detection import detection_task
 from metaloss.detection_seg.recipes.segmentation import segmentation_task
+from metaloss.detection_seg.training import part_mixing
 
 TASKS = {
     "detection": (detection_task, DetectionImages, detection_transforms),
@@ -79,6 +85,10 @@ def measure(name: str, k: int, repeats: int) -> None:
     rows = {"standard": (standard, 1),
             "dln": (lambda: l2t.train_student(model, optimizer, [data[0]]), 1),
             f"l2t_dln teaching round / {k}": (lambda: l2t.teach(model, optimizer, data[:k], data[k]), k)}
+    if task.parts is not None:
+        for mode in ("exact", "first_order"):
+            step = partial(amal_meta_step, task, model, optimizer, data, cfg, mode)
+            rows[f"amal meta step ({mode})"] = (step, 1)
     times = {row: [] for row in rows}
     for round_ in range(repeats + 1):
         for row, (step, per) in rows.items():
@@ -95,6 +105,14 @@ def measure(name: str, k: int, repeats: int) -> None:
         print(f"  {row:<32} {seconds:7.2f} s/iteration   {seconds / base:5.2f}x standard")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"  peak resident memory of the process so far: {peak:.1f} GiB")
+
+
+def amal_meta_step(task, model, optimizer, data, cfg, mode: str) -> None:
+    mixing = part_mixing(task, len(data[0][1]), cfg["amal"] | {"mode": mode})
+    (images, targets), (val_images, val_targets) = data[0], data[-1]
+    mixing.meta_step(model, torch.arange(len(targets)), images, partial(task.parts, targets=targets),
+                     lookahead=Lookahead.from_optimizer(optimizer), val_inputs=val_images,
+                     val_targets=val_targets, outer_loss=task.teacher_loss)
 
 
 def main() -> None:

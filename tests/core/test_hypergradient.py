@@ -216,6 +216,65 @@ def test_nonlinear_meta_parameters_and_tuple_output():
     torch.testing.assert_close(got_s, want_s, rtol=1e-5, atol=1e-8)
 
 
+class TwoHeads(nn.Module):
+    """A shared trunk with two heads, returned as a tuple or a dict (a detector's scales)."""
+
+    def __init__(self, as_dict: bool):
+        super().__init__()
+        self.as_dict = as_dict
+        self.trunk = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Tanh())
+        self.a, self.b = nn.Linear(8, C), nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = self.trunk(x)
+        return {"a": self.a(h), "b": self.b(h)} if self.as_dict else (self.a(h), self.b(h))
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_several_output_tensors_in_every_full_model_mode(as_dict):
+    """phi mixes a loss on each head: every mode differentiates through both."""
+    model = TwoHeads(as_dict).train()
+    x_in, x_out = torch.randn(B, 3), torch.randn(V, 3)
+    y_in, y_out, r_in = torch.randint(0, C, (B,)), torch.randint(0, C, (V,)), torch.randn(B, 2)
+
+    def heads(z):
+        return (z["a"], z["b"]) if as_dict else z
+
+    def inner(z, phi):
+        a, b = heads(z)
+        losses = torch.stack([cross_entropy(a, y_in), ((b - r_in) ** 2).sum(1)], dim=1)
+        return mix_losses(losses, phi)
+
+    def outer(z):
+        a, b = heads(z)
+        return cross_entropy(a, y_out).mean() + (b ** 2).mean()
+
+    phi, la = torch.rand(B, 2) + 0.1, Lookahead(lr=0.5)
+    exact = hypergradient(model, x_in, inner, x_out, outer, phi, lookahead=la, mode="exact")
+    want = _finite_differences(lambda p: _lookahead_objective(model, x_in, inner, x_out, outer, p, la), phi)
+    assert want[:, 0].abs().max() > 1e-4 and want[:, 1].abs().max() > 1e-4  # both heads matter
+    torch.testing.assert_close(exact, want, rtol=1e-5, atol=1e-8)
+    by_differences = hypergradient(model, x_in, inner, x_out, outer, phi, lookahead=la,
+                                   mode="finite_difference")
+    torch.testing.assert_close(by_differences, exact, rtol=1e-4, atol=1e-7)
+    # first order: the derivative of L_out(theta) - lr <grad L_out(theta), grad L_in(theta, phi)>
+    first = hypergradient(model, x_in, inner, x_out, outer, phi, lookahead=la, mode="first_order")
+    params = dict(model.named_parameters())
+    v = torch.autograd.grad(outer(functional_call(model, {**params, **_buffer_copies(model)}, (x_out,))),
+                            list(params.values()))
+
+    def linearised(p):
+        z = functional_call(model, {**params, **_buffer_copies(model)}, (x_in,))
+        g = torch.autograd.grad(inner(z, p), list(params.values()), create_graph=True)
+        return -0.5 * sum((gi * vi).sum() for gi, vi in zip(g, v))
+
+    torch.testing.assert_close(first, _finite_differences(linearised, phi), rtol=1e-5, atol=1e-8)
+
+
+def _buffer_copies(model):
+    return {n: b.clone() for n, b in model.named_buffers()}
+
+
 def test_bad_inputs_raise_clear_errors():
     model, x_in, inner, x_out, outer, phi = _problem("mlp")
     with pytest.raises(ValueError, match="mode must be one of"):

@@ -1,13 +1,24 @@
 """The DLN inside the detector's and the segmenter's losses, taught through K look-ahead steps of a
-model with several outputs (core's L2TDLN with an objective), and PSPNet's per-pixel loss."""
+model with several outputs (core's L2TDLN with an objective), AMAL's per-image weights of the detector's
+loss parts, and PSPNet's per-pixel loss."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metaloss.core import L2TDLN, DynamicLossNetwork, unroll, unrolled_hypergradient, unrolled_logits
+from metaloss.core import (
+    L2TDLN,
+    DynamicLossNetwork,
+    Lookahead,
+    unroll,
+    unrolled_hypergradient,
+    unrolled_logits,
+)
 from metaloss.detection_seg.losses import pixel_cross_entropy, pspnet_loss, yolo_loss
+from metaloss.detection_seg.training import part_mixing
 
 
 class TinyDetector(nn.Module):
@@ -94,6 +105,41 @@ def test_the_dln_class_loss_hypergradient_through_k_steps_of_a_detector_matches_
         minus[layer].view(-1)[index] -= eps
         numeric = (value(tuple(plus)) - value(tuple(minus))) / (2 * eps)
         assert grads[layer].view(-1)[index].item() == pytest.approx(numeric, rel=1e-4, abs=1e-10)
+
+
+def test_amal_weights_of_the_detector_loss_parts_start_at_the_standard_loss_and_follow_the_lookahead(
+        float64_default):
+    """AMAL eq. 2 over (loc, cls, conf): at (1, 1, 1) the mixed loss is the standard loss; a meta step's
+    per-image gradient is B x d L_val(theta'(w)) / d w (eqs. 4-6 through all three YOLO scales)."""
+    model, _, [(x, y), _], (vx, vy) = _detector_problem()
+    task = SimpleNamespace(parts=lambda out, t: yolo_loss(out, t).per_image(),
+                           part_names=("loc", "cls", "conf"))
+    mixing = part_mixing(task, 5, {"lr": 0.1, "every": 1, "inner_steps": 1, "mode": "exact"})
+    indices = torch.tensor([3, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(mixing.loss(indices, task.parts(model(x), y)),
+                                   yolo_loss(model(x), y).total().mean())
+    lookahead = Lookahead(lr=0.01)
+    got = mixing.meta_step(model, indices, x, lambda out: task.parts(out, y), lookahead=lookahead,
+                           val_inputs=vx, val_targets=vy,
+                           outer_loss=lambda out, t: yolo_loss(out, t).total().mean())
+    assert got.shape == (2, 3) and got.abs().min() > 0
+
+    def val_loss_after_step(weights):
+        ahead = unroll(model, [(x, lambda out, w: (task.parts(out, y) * w).sum(1).mean())], weights,
+                       lookahead=lookahead, create_graph=False)
+        return float(yolo_loss(unrolled_logits(model, ahead, vx), vy).total().mean())
+
+    eps, weights = 1e-6, torch.ones(2, 3)
+    for i in range(2):
+        for k in range(3):
+            plus, minus = weights.clone(), weights.clone()
+            plus[i, k] += eps
+            minus[i, k] -= eps
+            numeric = (val_loss_after_step(plus) - val_loss_after_step(minus)) / (2 * eps)
+            assert got[i, k].item() == pytest.approx(2 * numeric, rel=1e-4, abs=1e-10)
+    mixing.weights.step()  # each weight moved against its gradient, from 1
+    torch.testing.assert_close(mixing.weights.table[indices], (1 - 0.1 * got).clamp(min=0))
 
 
 def test_without_objects_the_dln_class_loss_gets_no_gradient_from_the_teacher(float64_default):

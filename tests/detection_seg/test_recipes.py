@@ -30,15 +30,17 @@ def _config(recipe, tmp_path, *overrides):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe, module, select", [("detection", detection, "map_50"),
-                                                    ("segmentation", segmentation, "miou")])
-def test_each_method_trains_reports_draws_and_resumes_nothing(tmp_path, recipe, module, select):
-    cfg = _config(recipe, tmp_path, "methods=[standard,dln,l2t_dln]")
+@pytest.mark.parametrize("recipe, module, select, methods", [
+    ("detection", detection, "map_50", ["standard", "dln", "l2t_dln", "amal"]),
+    ("segmentation", segmentation, "miou", ["standard", "dln", "l2t_dln"])])
+def test_each_method_trains_reports_draws_and_resumes_nothing(tmp_path, recipe, module, select, methods):
+    every_epoch = ["amal.every=1"] if "amal" in methods else []
+    cfg = _config(recipe, tmp_path, f"methods=[{','.join(methods)}]", *every_epoch)
     run = Run(tmp_path / "run", cfg, recipe)
     module.main(run)
     run.finalize()
     results = {r["method"]: r for r in json.loads((tmp_path / "run" / "results.json").read_text())}
-    assert results.keys() == {"standard", "dln", "l2t_dln"}
+    assert results.keys() == set(methods)
     for r in results.values():
         assert r["best_epoch"] in (0, 1)
         for split in ("val", "test", "train", "last_test"):
@@ -62,8 +64,9 @@ class _Killed(RuntimeError):
 
 
 @pytest.mark.slow
-def test_a_killed_l2t_dln_detector_resumes_to_the_uninterrupted_model(tmp_path):
-    cfg = _config("detection", tmp_path, "l2t_dln.teach_every=2")
+@pytest.mark.parametrize("method, override", [("l2t_dln", "l2t_dln.teach_every=2"), ("amal", "amal.every=1")])
+def test_a_killed_detector_resumes_to_the_uninterrupted_model(tmp_path, method, override):
+    cfg = _config("detection", tmp_path, override)
     mean, std = (0.5,) * 3, (0.5,) * 3
     open_split = split_opener(cfg["data"], (mean, std), transforms=detection_transforms,
                               coco128=DetectionImages, voc=None)
@@ -80,7 +83,7 @@ def test_a_killed_l2t_dln_detector_resumes_to_the_uninterrupted_model(tmp_path):
                 if record.get("epoch") == die_at_epoch:
                     raise _Killed
             run.log = dying_log
-        return fit_dense(run, run.unit("l2t_dln", 0), task, splits, cfg, Accelerator())
+        return fit_dense(run, run.unit(method, 0), task, splits, cfg, Accelerator())
 
     straight = train("straight")
     with pytest.raises(_Killed):
@@ -88,6 +91,14 @@ def test_a_killed_l2t_dln_detector_resumes_to_the_uninterrupted_model(tmp_path):
     resumed = train("killed")
     assert resumed.metrics == straight.metrics
     assert all(torch.equal(resumed.state[k], straight.state[k]) for k in straight.state)
+    if method == "amal":  # each epoch's meta phase moved every training image's weights, differently
+        lines = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        assert [r["weight_loc"] != 1 and r["weight_conf"] != 1 for r in records] == [True, True]
+        table = torch.load(tmp_path / "straight" / "checkpoints" / "amal-seed0.pt",
+                           weights_only=False)["amal"]["table"]
+        assert table.shape == (5, 3) and (table != 1).all() and table.min() >= 0
+        assert len(set(table[:, 1].tolist())) == 5
 
 
 def test_the_splits_are_disjoint_and_the_shards_cover_an_epoch_once():
@@ -110,6 +121,8 @@ def test_the_splits_are_disjoint_and_the_shards_cover_an_epoch_once():
     ("detection", ["model.backbone=resnet18"], "lite0_wheel holds tf_efficientnet_lite0 weights"),
     ("detection", ["methods=[standard,focal]"], "methods"),
     ("detection", ["loss.ignore_threshold=0"], "loss.ignore_threshold"),
+    ("detection", ["amal.mode=last_layer"], "no single linear head"),
+    ("segmentation", ["methods=[standard,amal]"], "amal mixes YOLOv3's loss parts"),
     ("segmentation", ["optim.batch_size=1"], "at least 2"),
     ("segmentation", ["model.pretrained=imagenet"], "model.pretrained"),
 ])

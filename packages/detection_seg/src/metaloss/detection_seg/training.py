@@ -5,7 +5,10 @@ that loss, the teacher's validation loss, the evaluation); ``fit_dense`` trains 
 unit with it. Methods (``detection_seg_catalog.METHODS``): ``standard`` trains on the model's own
 loss; ``dln`` and ``l2t_dln`` on the loss whose class term is core's ``DynamicLossNetwork``, which
 core's ``L2TDLN`` adjusts every window of K batches (``TeachingSchedule``) from the validation loss
-on the held-out *meta* images, by Adam (``dln``) or by the LSTM teacher (``l2t_dln``). The epoch is
+on the held-out *meta* images, by Adam (``dln``) or by the LSTM teacher (``l2t_dln``); ``amal``
+(tasks with loss parts) weights each training image's parts by core's ``AMAL`` (AMAL eq. 2),
+starting from the standard loss's equal weights, with a meta phase every L epochs whose one-step
+look-ahead hypergradient (eqs. 4-6, whole model) comes from the same meta images. The epoch is
 selected on a second held-out split (``val``) that no method learns from; the test split (COCO
 val2017) is measured after each epoch whose validation metric is a new best (the only test values
 a curve or a result holds), and the selected model is measured on every split at the end.
@@ -27,9 +30,9 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from metaloss.core import L2TDLN, DynamicLossNetwork, TeachingSchedule, TeachStep
+from metaloss.core import AMAL, L2TDLN, DynamicLossNetwork, Lookahead, TeachingSchedule, TeachStep
 from metaloss.core.harness import Run, Selected, Unit, seed_everything, train_epochs
-from metaloss.detection_seg_catalog import METHODS
+from metaloss.detection_seg_catalog import DLN_TEACHERS
 
 from .data import coco128_root, split_train_val
 
@@ -42,7 +45,9 @@ class DenseTask:
     same loss with the DLN inside (``L2TDLN``'s objective); ``teacher_loss(outputs, targets) ->
     scalar`` the teacher's validation loss; ``evaluate(model, loader) -> {metric: value}`` in eval
     mode; ``select`` the metric that selects the epoch; ``dln_kwargs`` the DLN's class axis and
-    ignore index; ``collate`` the batch collation.
+    ignore index; ``collate`` the batch collation. ``parts(outputs, targets) -> (B, P)``, where a
+    task has them, splits the standard loss into P terms whose sum it is (``part_names``), which
+    ``amal`` weights per image.
     """
 
     new_model: Callable[[], nn.Module]
@@ -53,6 +58,8 @@ class DenseTask:
     select: str
     collate: Callable
     dln_kwargs: dict
+    parts: Callable | None = None
+    part_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -176,9 +183,11 @@ def fit_dense(run: Run, unit: Unit, task: DenseTask, splits: DenseSplits, cfg: d
     epochs, optim, workers = cfg["model"]["epochs"], cfg["optim"], cfg["data"]["workers"]
     optimizer, scheduler = make_optimizer(model, optim, epochs)
     stateful = {"optimizer": optimizer, "scheduler": scheduler}
-    teacher, schedule = METHODS[unit.method], None
+    teacher, schedule, mixing = DLN_TEACHERS.get(unit.method), None, None
     if teacher is None:
         trained, step_optimizer = accelerator.prepare(model, optimizer)
+        if unit.method == "amal":
+            mixing = stateful["amal"] = part_mixing(task, len(splits.train), cfg["amal"]).to(device)
     else:
         settings = cfg["l2t_dln"]
         l2t = L2TDLN(DynamicLossNetwork(init=settings["init"], seed=unit.seed).to(device), teacher=teacher,
@@ -193,25 +202,30 @@ def fit_dense(run: Run, unit: Unit, task: DenseTask, splits: DenseSplits, cfg: d
         values = task.evaluate(model, evaluation[name])
         return {f"{name.removesuffix('_eval')}_{k}": v for k, v in values.items()}
 
-    def batches(epoch: int) -> Iterator:
-        mine = shard(len(splits.train), seed=unit.seed, epoch=epoch, rank=accelerator.process_index,
-                     world_size=accelerator.num_processes)
-        batch_loader = loader(splits.train, optim["batch_size"], task.collate, workers=workers, indices=mine,
+    def batches(epoch: int) -> tuple[Iterator, int, list[int]]:
+        """This process's (positions in ``splits.train``, images, targets) batches, their count, its shard."""
+        mine, size = shard(len(splits.train), seed=unit.seed, epoch=epoch, rank=accelerator.process_index,
+                           world_size=accelerator.num_processes), optim["batch_size"]
+        batch_loader = loader(splits.train, size, task.collate, workers=workers, indices=mine,
                               drop_last=True)  # PSPNet's pooled BatchNorm needs two images
-        return (to_device(b, device) for b in batch_loader), len(batch_loader)
+        positions = (torch.tensor(mine[i * size:(i + 1) * size], device=device)
+                     for i in range(len(batch_loader)))
+        return zip(positions, (to_device(b, device) for b in batch_loader)), len(batch_loader), mine
 
     def epoch_fn(epoch: int) -> dict:
         model.train()
         metrics = {"lr": optimizer.param_groups[0]["lr"]}
         losses, taught = [], {}
-        stream, count = batches(epoch)
+        stream, count, mine = batches(epoch)
         if schedule is not None:
             schedule.new_epoch()
             meta = MetaBatches(splits.meta, cfg["l2t_dln"]["val_batch"], task.collate, device,
                                seed=unit.seed, epoch=epoch)
-        for i, (images, targets) in enumerate(stream):
+        for i, (positions, (images, targets)) in enumerate(stream):
             if schedule is None:
-                loss = task.standard_loss(trained(images), targets).mean()
+                outputs = trained(images)
+                loss = task.standard_loss(outputs, targets).mean() if mixing is None else \
+                    mixing.loss(positions, task.parts(outputs, targets))
                 step_optimizer.zero_grad()
                 accelerator.backward(loss)
                 step_optimizer.step()
@@ -224,6 +238,9 @@ def fit_dense(run: Run, unit: Unit, task: DenseTask, splits: DenseSplits, cfg: d
                 stats = stats.student
             if stats is not None:
                 losses.append(stats.loss)
+        if mixing is not None and mixing.due(epoch + 1):
+            metrics |= mix_parts(mixing, model, task, Subset(splits.train_eval, mine), splits.meta, optimizer,
+                                 batch_size=optim["batch_size"], val_batch=cfg["amal"]["val_batch"])
         scheduler.step()
         metrics["train_loss"] = sum(losses) / max(len(losses), 1)
         metrics |= {("teach_" if k == "val_loss" else "") + k: sum(v) / len(v) for k, v in taught.items()}
@@ -238,6 +255,43 @@ def fit_dense(run: Run, unit: Unit, task: DenseTask, splits: DenseSplits, cfg: d
     selected.metrics |= measured("val") | measured("test") | measured("train_eval")
     selected.metrics[f"last_test_{task.select}"] = last_test
     return selected
+
+
+def part_mixing(task: DenseTask, num_images: int, settings: dict) -> AMAL:
+    """AMAL's table of per-image weights of ``task``'s loss parts, every weight starting at 1 (the
+    standard loss) and kept non-negative with no upper bound (a part may gain weight)."""
+    if task.parts is None:
+        raise ValueError("amal weights a loss's parts per image; this task's loss has none")
+    count = len(task.part_names)
+    return AMAL(num_images, count - 1, lr=settings["lr"], every=settings["every"], unit="epoch",
+                inner_steps=settings["inner_steps"], init=[1.0] * count, mode=settings["mode"],
+                lower=0.0, upper=None)
+
+
+def mix_parts(mixing: AMAL, model: nn.Module, task: DenseTask, train: Subset, meta: Dataset,
+              optimizer: torch.optim.SGD, *, batch_size: int, val_batch: int) -> dict[str, float]:
+    """One AMAL meta phase (Algorithm 1) over ``train`` (this process's shard of the training images,
+    unaugmented, as a ``Subset`` of them): each batch's weights move along the hypergradient of the
+    standard loss on ``meta`` (batches of ``val_batch``, cycled) after the optimiser's look-ahead
+    step. Returns the mean weight of each part over all training images."""
+    device = next(model.parameters()).device
+
+    def collated(dataset: Dataset, picked: list[int]):
+        return to_device(task.collate([dataset[i] for i in picked]), device)
+
+    def train_batches():
+        for start in range(0, len(train), batch_size):
+            picked = list(range(start, min(start + batch_size, len(train))))
+            images, targets = collated(train, picked)
+            positions = torch.tensor([train.indices[i] for i in picked], device=device)
+            yield positions, images, lambda outputs, targets=targets: task.parts(outputs, targets)
+
+    val_batches = [collated(meta, list(range(start, min(start + val_batch, len(meta)))))
+                   for start in range(0, len(meta), val_batch)]
+    mixing.meta_phase(model, train_batches, val_batches, lookahead=Lookahead.from_optimizer(optimizer),
+                      outer_loss=task.teacher_loss)
+    table = mixing.weights.table
+    return {f"weight_{name}": float(table[:, k].mean()) for k, name in enumerate(task.part_names)}
 
 
 def run_methods(run: Run, task: DenseTask, open_split: Callable[[str, bool], Dataset],

@@ -14,9 +14,11 @@ from typing import Annotated, Literal
 
 from metaloss.core.harness import Recipe
 from metaloss.core.harness.schema import (
+    AMALSchedule,
     Field,
     L2TDLNSettings,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     Probability,
     RecipeConfig,
@@ -30,8 +32,10 @@ from metaloss.core.harness.schema import (
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "detection_seg" / "recipes"
 DATASETS = ("coco128", "voc")
 TRAIN_SIZES = {"coco128": 128}  # what can be checked before any image is read (VOC: online)
-# method -> the DLN's teacher (None: the model's standard loss)
-METHODS = {"standard": None, "dln": "adam", "l2t_dln": "lstm"}
+DLN_TEACHERS = {"dln": "adam", "l2t_dln": "lstm"}  # method -> the teacher that adjusts the DLN
+METHODS = ("standard", *DLN_TEACHERS, "amal")
+METHOD_HELP = ("standard: the model's own loss; dln: the DLN as the class loss, adjusted by Adam; l2t_dln: "
+               "by the LSTM teacher")
 
 
 class DenseData(Section):
@@ -40,8 +44,8 @@ class DenseData(Section):
     root: str | None = Field(description="data folder; null: $METALOSS_DATA, else the committed fixture")
     image_size: PositiveInt = Field(description="images are resized (letterboxed in training) to this square")
     val_size: PositiveInt = Field(description="images of the training split held out to select the epoch")
-    meta_size: PositiveInt = Field(description="images of the training split held out as the DLN teacher's "
-                                               "validation set (no method trains on them)")
+    meta_size: PositiveInt = Field(description="images of the training split held out as the validation set "
+                                               "of the DLN's teacher and of amal (no method trains on them)")
     train_limit: NonNegativeInt = Field(description="use the first N training images (0: all)")
     test_limit: NonNegativeInt = Field(description="use the first N test images (0: all)")
     workers: NonNegativeInt = Field(description="DataLoader worker processes")
@@ -108,12 +112,26 @@ class SegmentationLossSection(Section):
 class DenseConfig(RecipeConfig):
     output_dir: str = Field(description="folder that holds the run folders")
     seeds: Seeds = Field(description="one data split, model and DLN per seed")
-    methods: names_from(METHODS) = Field(description="standard: the model's own loss; dln: the DLN as the "
-                                                     "class loss, adjusted by Adam; l2t_dln: by the LSTM")
+    methods: names_from(METHODS) = Field(description=METHOD_HELP + "; amal (detection): AMAL's per-image "
+                                                     "weights of the loss parts")
     data: DenseData
     optim: DenseSGD
     l2t_dln: L2TDLNSettings
     plot_images: NonNegativeInt = Field(description="validation images drawn with predictions (0: none)")
+
+
+class PartMixing(AMALSchedule):
+    """AMAL's per-image weights of YOLOv3's (loc, cls, conf), started at the standard loss's (1, 1, 1)."""
+
+    lr: PositiveFloat = Field(description="the weights' learning rate")
+    val_batch: PositiveInt = Field(description="meta images per meta step (the teacher's validation set)")
+
+    @model_validator(mode="after")
+    def _whole_model(self):
+        if self.mode == "last_layer":
+            raise ValueError("amal.mode: YOLOv3 has no single linear head to look ahead on; use exact, "
+                             "first_order or finite_difference")
+        return self
 
 
 class DetectionConfig(DenseConfig):
@@ -122,6 +140,7 @@ class DetectionConfig(DenseConfig):
     model: DetectionModel
     loss: YOLOLossSection
     detect: DetectSection
+    amal: PartMixing
 
     @model_validator(mode="after")
     def _multiple_of_32(self):
@@ -136,6 +155,13 @@ class SegmentationConfig(DenseConfig):
 
     model: SegmentationModel
     loss: SegmentationLossSection
+
+    @model_validator(mode="after")
+    def _no_part_mixing(self):
+        if "amal" in self.methods:
+            raise ValueError("methods: amal mixes YOLOv3's loss parts and is a detection method; "
+                             f"segmentation offers {[m for m in METHODS if m != 'amal']}")
+        return self
 
     @model_validator(mode="after")
     def _batches_of_two(self):

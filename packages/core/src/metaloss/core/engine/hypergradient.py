@@ -32,6 +32,10 @@ logit-space tangent zdot is known. The modes differ only in how zdot is obtained
 The look-ahead step can include the real optimiser's momentum buffer and weight
 decay (``Lookahead.from_optimizer``). Look-ahead passes run on copies of the
 model's buffers, so BatchNorm running statistics are never touched.
+
+The model may return several tensors (a detector's scales): the losses then receive
+them as the model returns them, a tuple, a list or a dict, and the tangent zdot has
+the same structure (the contraction sums over all of them).
 """
 
 from __future__ import annotations
@@ -133,8 +137,9 @@ def hypergradient(
 
     Args:
         model: any ``nn.Module``; it is called as ``model(x)``, ``model(*x)`` or
-            ``model(**x)`` for a tensor, tuple or dict of inputs. Outputs that are
-            not tensors must carry ``.logits`` (Hugging Face).
+            ``model(**x)`` for a tensor, tuple or dict of inputs. It returns logits,
+            an object with ``.logits`` (Hugging Face), or a tuple, list or dict of
+            tensors (several heads; not in ``"last_layer"`` mode).
         inner_inputs, outer_inputs: the training and validation batch inputs.
         inner_loss: ``inner_loss(logits, meta_params) -> scalar``; it may depend on
             the model only through the logits it is given.
@@ -176,7 +181,7 @@ def hypergradient(
         # Fresh buffer copies per call: BatchNorm updates them in place.
         state = {**frozen, **dict(zip(names, values)), **{n: b.clone() for n, b in buffers.items()}}
         args, kwargs = _call_args(inputs)
-        return _logits(functional_call(model, state, args, kwargs))
+        return _outputs(functional_call(model, state, args, kwargs))
 
     base = [p.detach() for p in params]
     if mode == "first_order":
@@ -194,10 +199,11 @@ def hypergradient(
     if mode == "finite_difference":
         z_dot = _central_difference(lambda vals: logits_at(vals, inner_inputs), base, tangent, fd_eps)
         if z_dot is None:
-            z_dot = torch.zeros_like(z_in)
+            z_dot = _each(torch.zeros_like, z_in)
     else:
         z_in, z_dot = _forward_mode(lambda *vals: logits_at(vals, inner_inputs), base, tangent)
-    hyper = _contract(z_in.detach(), z_dot.detach(), inner_loss, _unflatten(single, phi), phi)
+    hyper = _contract(_each(torch.Tensor.detach, z_in), _each(torch.Tensor.detach, z_dot), inner_loss,
+                      _unflatten(single, phi), phi)
     return hyper[0] if single else tuple(hyper)
 
 
@@ -261,7 +267,7 @@ def _lookahead_params(lookahead, params, base, logits_at, inputs, inner_loss, ph
             lookahead.step(p, t, torch.zeros_like(t) if g is None else g)
             for p, t, g in zip(params, theta, grads)
         ]
-    return theta_next, z_in.detach()
+    return theta_next, _each(torch.Tensor.detach, z_in)
 
 
 def _forward_mode(logits_fn, base, tangent):
@@ -287,7 +293,7 @@ def _central_difference(logits_fn, base, tangent, fd_eps):
     eps = fd_eps / norm
     plus = logits_fn([b + eps * t for b, t in zip(base, tangent)])
     minus = logits_fn([b - eps * t for b, t in zip(base, tangent)])
-    return (plus - minus) / (2 * eps)
+    return _each(lambda p, m: (p - m) / (2 * eps), plus, minus)
 
 
 @contextlib.contextmanager
@@ -303,11 +309,16 @@ def preserved_buffers(model: nn.Module):
 
 
 def _contract(z, z_dot, inner_loss, phi_arg, phi):
-    """-d/dphi sum_i <dL_in/dz_i, zdot_i>: the hypergradient given the logit tangent."""
-    z = z.requires_grad_()
+    """-d/dphi sum_i <dL_in/dz_i, zdot_i>: the hypergradient given the logit tangent
+    (summed over every output tensor when the model returns several)."""
+    z = _each(torch.Tensor.requires_grad_, z)
+    leaves, tangents = _leaves(z), _leaves(z_dot)
     loss = inner_loss(z, phi_arg)
-    (dz,) = torch.autograd.grad(loss, z, create_graph=True)
-    grads = torch.autograd.grad((dz * z_dot).sum(), phi, allow_unused=True)
+    dz = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+    dot = sum((d * t).sum() for d, t in zip(dz, tangents) if d is not None)
+    if not isinstance(dot, torch.Tensor):  # the inner loss reads none of the outputs
+        return [torch.zeros_like(p) for p in phi]
+    grads = torch.autograd.grad(dot, phi, allow_unused=True)
     return [torch.zeros_like(p) if g is None else -g for p, g in zip(phi, grads)]
 
 
@@ -361,6 +372,36 @@ def _as_args(inputs) -> tuple:
     if kwargs:
         raise TypeError("last_layer mode passes inputs positionally; give a tensor or a tuple")
     return args
+
+
+def _outputs(output):
+    """A model's outputs as the losses receive them: a tensor, the ``.logits`` of an output object
+    (Hugging Face's, itself a dict), or a tuple, list or dict of tensors (several heads)."""
+    if isinstance(output, torch.Tensor) or isinstance(getattr(output, "logits", None), torch.Tensor):
+        return _logits(output)
+    several = isinstance(output, (tuple, list, Mapping)) and len(output) > 0
+    values = output.values() if isinstance(output, Mapping) else output
+    if several and all(isinstance(t, torch.Tensor) for t in values):
+        return output
+    raise TypeError("the model must return logits, an object with .logits, or a tuple, list or dict of "
+                    f"tensors, got {type(output).__name__}")
+
+
+def _each(fn, *trees):
+    """``fn`` applied leaf-wise to tensors or to tuples, lists or dicts of tensors of one structure."""
+    first = trees[0]
+    if isinstance(first, torch.Tensor):
+        return fn(*trees)
+    if isinstance(first, Mapping):
+        return {key: fn(*(tree[key] for tree in trees)) for key in first}
+    return type(first)(fn(*leaves) for leaves in zip(*trees))
+
+
+def _leaves(tree) -> list[torch.Tensor]:
+    """The tensors of a tensor or of a tuple, list or dict of tensors."""
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    return list(tree.values()) if isinstance(tree, Mapping) else list(tree)
 
 
 def _logits(output) -> torch.Tensor:

@@ -24,7 +24,7 @@ heads): the losses then receive them as the model returns them, a tuple, a list 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -36,8 +36,8 @@ from .hypergradient import (
     OuterLoss,
     _as_lookahead,
     _call_args,
-    _logits,
     _meta_leaves,
+    _outputs,
     _scalar,
     _trainable,
     _unflatten,
@@ -148,19 +148,6 @@ def _sgd_step(lookahead: Lookahead, params, values, momenta, loss: torch.Tensor,
 def _forward(model: nn.Module, state: dict, inputs):
     args, kwargs = _call_args(inputs)
     return _outputs(functional_call(model, state, args, kwargs))
-
-
-def _outputs(output):
-    """A model's outputs as the losses receive them: a tensor, the ``.logits`` of an output object
-    (Hugging Face's, itself a dict), or a tuple, list or dict of tensors (several heads)."""
-    if isinstance(output, torch.Tensor) or isinstance(getattr(output, "logits", None), torch.Tensor):
-        return _logits(output)
-    several = isinstance(output, (tuple, list, Mapping)) and len(output) > 0
-    values = output.values() if isinstance(output, Mapping) else output
-    if several and all(isinstance(t, torch.Tensor) for t in values):
-        return output
-    raise TypeError("the model must return logits, an object with .logits, or a tuple, list or dict of "
-                    f"tensors, got {type(output).__name__}")
 
 
 def _check_model(model) -> None:

@@ -63,13 +63,18 @@ class SGDSection(Section):
     batch_size: PositiveInt = Field(description="training batch size (per process)")
 
 
-class AMALSettings(Section):
+class AMALSchedule(Section):
     """The keys of core's ``AMAL`` that every recipe using it sets (each adds its ``lr``)."""
 
     every: PositiveInt = Field(description="L: a meta phase after every L epochs (or steps)")
     inner_steps: PositiveInt = Field(description="passes over the training set in one meta phase")
     mode: Literal[MODES] = Field(description="look-ahead: last_layer (AMAL's default; exact for a linear "
                                              "model), exact, first_order or finite_difference")
+
+
+class AMALSettings(AMALSchedule):
+    """``AMALSchedule`` with the initial weights of a primary loss and its guide (the KD recipes)."""
+
     init: Annotated[list[NonNegativeFloat], Field(min_length=2, max_length=2)] = Field(
         description="initial (lambda_p, lambda_a)")
 

@@ -1,13 +1,16 @@
-"""YOLOv3 with its standard loss vs with the DLN as its class loss (L2T-DLN supplement §4).
+"""YOLOv3 with its standard loss vs with the DLN as its class loss (L2T-DLN supplement §4), and
+vs AMAL's per-image weights of the loss's three parts (AMAL eq. 2 over (ℓ_loc, ℓ_cls, ℓ_conf)).
 
 Per seed: COCO128 train2017 (or VOC train) split into training images, the teacher's meta images
 and the selection images; COCO128 val2017 (or VOC val) is the test set. Per method one unit
 (``training.fit_dense``): ``standard`` trains on eqs. 28-30; ``dln`` and ``l2t_dln`` replace eq.
 29's BCE by the DLN over each assigned anchor's 1-vs-1 class pairs, adjusted by Adam or by the LSTM
-teacher from the standard loss on the meta images. The epoch is selected by mAP@0.5 on the
-selection images; results hold mAP@0.5 and mAP@0.5:0.95 there, on the test set and on the training
-images. ``plots/detections_<method>.png`` draws the selected model's boxes on a few selection
-images beside the ground truth (first seed), as the supplement's Figure 2 does for segmentation.
+teacher from the standard loss on the meta images; ``amal`` trains on w_loc ℓ_loc + w_cls ℓ_cls +
+w_conf ℓ_conf per image, the weights (from 1) learned from the same meta images. The epoch is
+selected by mAP@0.5 on the selection images; results hold mAP@0.5 and mAP@0.5:0.95 there, on the
+test set and on the training images. ``plots/detections_<method>.png`` draws the selected model's
+boxes on a few selection images beside the ground truth (first seed), as the supplement's Figure 2
+does for segmentation.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def detection_task(cfg: dict, num_classes: int) -> DenseTask:
         teacher_loss=lambda outputs, targets: standard(outputs, targets).mean(),
         evaluate=partial(evaluate_detector, detect=cfg["detect"]), select="map_50",
         collate=collate_detection, dln_kwargs={"class_dim": 1, "ignore_index": None},
+        parts=lambda outputs, targets: loss(outputs, targets).per_image(), part_names=("loc", "cls", "conf"),
     )
 
 

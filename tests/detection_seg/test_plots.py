@@ -1,4 +1,4 @@
-"""The detection and segmentation pictures: a PNG of the expected grid, and refused bad inputs."""
+"""The detection, segmentation and AMAL-weight pictures: PNGs of the expected grid; bad inputs refused."""
 
 import matplotlib
 import pytest
@@ -7,7 +7,14 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from metaloss.detection_seg.data import DetectionImages, SegmentationImages, coco128_root
-from metaloss.detection_seg.plots import DPI, PANEL_INCHES, palette, plot_detections, plot_segmentations
+from metaloss.detection_seg.plots import (
+    DPI,
+    PANEL_INCHES,
+    palette,
+    plot_detections,
+    plot_part_weights,
+    plot_segmentations,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend; imported once, at collection)
@@ -87,3 +94,17 @@ def test_palette_is_fixed_and_never_black():
     assert colours.shape == (133, 3) and colours.dtype == torch.uint8
     assert torch.equal(colours, palette(133)) and bool((colours.int().sum(1) > 100).all())
     assert len({tuple(c) for c in colours.tolist()}) == 133
+
+
+def test_part_weights_are_one_histogram_per_part(tmp_path):
+    open_figures = len(plt.get_fignums())
+    table = torch.rand(50, 3) + 0.5
+    path = plot_part_weights(table, ["loc", "cls", "conf"], tmp_path / "plots" / "w.png")
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.size == (3 * PANEL, int(0.75 * PANEL))
+    assert len(plt.get_fignums()) == open_figures
+    with pytest.raises(ValueError, match="names must name the table's 3 parts, got 2"):
+        plot_part_weights(table, ["loc", "cls"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"table must be \(images, parts\)"):
+        plot_part_weights(table[0], ["loc", "cls", "conf"], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -52,6 +52,8 @@ def test_each_method_trains_reports_draws_and_resumes_nothing(tmp_path, recipe, 
     picture = "detections" if recipe == "detection" else "segmentations"
     for method in results:
         assert (tmp_path / "run" / "plots" / f"{picture}_{method}.png").stat().st_size > 0
+    if "amal" in methods:
+        assert (tmp_path / "run" / "plots" / "part_weights_amal.png").stat().st_size > 0
     state = torch.load(tmp_path / "run" / "checkpoints" / "l2t_dln-seed0.pt", weights_only=False)
     assert {"dln", "lstm", "lstm_state", "optimizer"} <= state["l2t"].keys()
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}

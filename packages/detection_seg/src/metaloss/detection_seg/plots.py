@@ -3,6 +3,7 @@
 - ``plot_detections``: one row per image, ground-truth boxes | predicted boxes (class name and score).
 - ``plot_segmentations``: one row per image, image | ground truth | prediction, classes in a fixed
   palette laid over the image, ignored pixels black.
+- ``plot_part_weights``: one histogram per loss part of AMAL's per-image weights (method ``amal``).
 
 Images are uint8 (3, H, W) as the datasets give them before their transforms (``data.denormalize``
 turns a transformed batch back); boxes and masks are in those images' pixels. Each panel is
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from metaloss.core.checks import check_int, check_probability
+from metaloss.core.checks import check_int, check_probability, describe
 
 PANEL_INCHES = 4
 DPI = 100
@@ -246,3 +247,30 @@ def plot_segmentations(images, predictions, targets, names: Sequence[str], path:
             _show(axes[row, column], coloured, title)
             _legend(axes[row, column], classes, names, colours)
     return _save(plt, fig, path)
+
+
+def plot_part_weights(table: torch.Tensor, names: Sequence[str], path: str | os.PathLike,
+                      start: float = 1.0) -> Path:
+    """Histograms of AMAL's per-image weights, one panel per loss part (a column of ``table``,
+    (images, parts)), with the weights' start marked."""
+    if not isinstance(table, torch.Tensor) or table.ndim != 2 or table.shape[0] == 0:
+        raise ValueError(f"table must be (images, parts) with at least one image, got {describe(table)}")
+    names, path = _check_names(names), _check_path(path)
+    if len(names) != table.shape[1]:
+        raise ValueError(f"names must name the table's {table.shape[1]} parts, got {len(names)}")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(names), figsize=(len(names) * PANEL_INCHES, 0.75 * PANEL_INCHES), dpi=DPI,
+                             squeeze=False)
+    values = _plain(table).double()
+    for ax, name, column in zip(axes[0], names, values.T):
+        ax.hist(column.numpy(), bins=30, color="tab:blue")
+        ax.axvline(start, color="black", linestyle="--", linewidth=1, label=f"start ({start:g})")
+        ax.set_title(f"w_{name}: mean {float(column.mean()):.3f}", fontsize=9)
+        ax.set_xlabel("per-image weight", fontsize=8)
+    axes[0][0].set_ylabel("training images", fontsize=8)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

@@ -35,6 +35,7 @@ from metaloss.core.harness import Run, Selected, Unit, seed_everything, train_ep
 from metaloss.detection_seg_catalog import DLN_TEACHERS
 
 from .data import coco128_root, split_train_val
+from .plots import plot_part_weights
 
 
 @dataclass
@@ -298,7 +299,8 @@ def run_methods(run: Run, task: DenseTask, open_split: Callable[[str, bool], Dat
                 draw: Callable[[nn.Module, torch.Tensor, object, str], None]) -> None:
     """Every (seed, method) unit of the run, trained once (``fit_dense``) and afterwards loaded; for
     the first seed, ``draw(model, images, targets, method)`` pictures the selected model on the first
-    ``plot_images`` selection images (rank 0)."""
+    ``plot_images`` selection images, and ``plots/part_weights_amal.png`` shows ``amal``'s per-image
+    weights after its last meta phase (rank 0)."""
     cfg = run.config
     accelerator = Accelerator()
     for seed in cfg["seeds"]:
@@ -312,3 +314,6 @@ def run_methods(run: Run, task: DenseTask, open_split: Callable[[str, bool], Dat
                 model.eval()
                 with torch.no_grad():
                     draw(model, *task.collate(shown), method)
+            if seed == cfg["seeds"][0] and method == "amal" and run.is_main:
+                plot_part_weights(unit.read_checkpoint()["amal"]["table"], task.part_names,
+                                  run.dir / "plots" / "part_weights_amal.png")

@@ -146,6 +146,12 @@ def test_bad_inputs_raise_clear_errors():
     adam = L2TDLN(teacher="adam")
     with pytest.raises(ValueError, match="with an LSTM teacher"):
         adam.load_state_dict(l2t.state_dict())
+    diverged = L2TDLN(DynamicLossNetwork(seed=0).double(),
+                      objective=lambda out, y, dln: dln(out, y) * float("nan"))
+    before = [p.detach().clone() for p in student.parameters()]
+    with pytest.raises(ValueError, match="the student's loss must be finite"):
+        diverged.train_student(student, optimizer, [batches[0]])
+    assert all(torch.equal(a, b) for a, b in zip(before, student.parameters()))
 
 
 def _same_state(a: dict, b: dict) -> bool:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from metaloss.core import ValidationSelector, train_epochs
-from metaloss.core.harness import Run
+from metaloss.core.harness import Run, sgd_epoch
 
 
 def test_selector_uses_validation_only_and_keeps_the_first_of_ties():
@@ -83,3 +83,19 @@ def test_test_fn_is_measured_only_at_new_validation_bests(tmp_path):
     assert (result.metrics["best_epoch"], result.metrics["test_acc"]) == (3, 13.0)
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("test_acc") for r in logged] == [10.0, 11.0, None, 13.0, None, None]
+
+
+def test_sgd_epoch_steps_on_the_mean_loss_and_stops_at_a_diverged_one():
+    """The mean is over examples; a NaN loss raises before any weight moves."""
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.ones_(model.weight)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    batches = [(torch.tensor([0, 1]), x[:2]), (torch.tensor([2]), x[2:])]
+    mean = sgd_epoch(batches, lambda idx, inputs: (model(inputs) ** 2).mean(), [optimizer])
+    # batch 1: loss (1 + 4) / 2 = 2.5, gradient (1, 4), weights (0.9, 0.6); batch 2: loss 1.5^2
+    assert mean == pytest.approx((2.5 * 2 + 1.5 ** 2) / 3)
+    before = model.weight.detach().clone()
+    with pytest.raises(ValueError, match="the training loss must be finite, got \\[nan\\]"):
+        sgd_epoch(batches, lambda idx, inputs: model(inputs).sum() * float("nan"), [optimizer])
+    assert torch.equal(model.weight, before)

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from metaloss.core import AMAL, L2TDLN, DynamicLossNetwork, Lookahead, TeachingSchedule, TeachStep
-from metaloss.core.harness import Run, Selected, Unit, seed_everything, train_epochs
+from metaloss.core.harness import Run, Selected, Unit, seed_everything, sgd_epoch, train_epochs
 from metaloss.detection_seg_catalog import DLN_TEACHERS
 
 from .data import coco128_root, split_train_val
@@ -213,38 +213,43 @@ def fit_dense(run: Run, unit: Unit, task: DenseTask, splits: DenseSplits, cfg: d
                      for i in range(len(batch_loader)))
         return zip(positions, (to_device(b, device) for b in batch_loader)), len(batch_loader), mine
 
-    def epoch_fn(epoch: int) -> dict:
-        model.train()
-        metrics = {"lr": optimizer.param_groups[0]["lr"]}
+    def batch_loss(positions: torch.Tensor, batch) -> torch.Tensor:
+        images, targets = batch
+        outputs = trained(images)
+        if mixing is None:
+            return task.standard_loss(outputs, targets).mean()
+        return mixing.loss(positions, task.parts(outputs, targets))
+
+    def taught_epoch(stream: Iterator, count: int, epoch: int) -> dict:
+        """An epoch of ``schedule``'s windows: the student's mean loss and the teaching rounds' means."""
+        schedule.new_epoch()
+        meta = MetaBatches(splits.meta, cfg["l2t_dln"]["val_batch"], task.collate, device,
+                           seed=unit.seed, epoch=epoch)
         losses, taught = [], {}
-        stream, count, mine = batches(epoch)
-        if schedule is not None:
-            schedule.new_epoch()
-            meta = MetaBatches(splits.meta, cfg["l2t_dln"]["val_batch"], task.collate, device,
-                               seed=unit.seed, epoch=epoch)
-        for i, (positions, (images, targets)) in enumerate(stream):
-            if schedule is None:
-                outputs = trained(images)
-                loss = task.standard_loss(outputs, targets).mean() if mixing is None else \
-                    mixing.loss(positions, task.parts(outputs, targets))
-                step_optimizer.zero_grad()
-                accelerator.backward(loss)
-                step_optimizer.step()
-                losses.append(float(loss.detach()))
-                continue
-            stats = schedule.step(model, optimizer, (images, targets), meta.next, last=i == count - 1)
+        for i, (_, batch) in enumerate(stream):
+            stats = schedule.step(model, optimizer, batch, meta.next, last=i == count - 1)
             if isinstance(stats, TeachStep):
                 for key in ("dln_grad_norm", "dln_change", "val_loss"):
                     taught.setdefault(key, []).append(getattr(stats, key))
                 stats = stats.student
             if stats is not None:
                 losses.append(stats.loss)
+        return {"train_loss": sum(losses) / max(len(losses), 1)} | {
+            ("teach_" if k == "val_loss" else "") + k: sum(v) / len(v) for k, v in taught.items()}
+
+    def epoch_fn(epoch: int) -> dict:
+        model.train()
+        metrics = {"lr": optimizer.param_groups[0]["lr"]}
+        stream, count, mine = batches(epoch)
+        if schedule is None:
+            metrics["train_loss"] = sgd_epoch(stream, batch_loss, [step_optimizer],
+                                              backward=accelerator.backward)
+        else:
+            metrics |= taught_epoch(stream, count, epoch)
         if mixing is not None and mixing.due(epoch + 1):
             metrics |= mix_parts(mixing, model, task, Subset(splits.train_eval, mine), splits.meta, optimizer,
                                  batch_size=optim["batch_size"], val_batch=cfg["amal"]["val_batch"])
         scheduler.step()
-        metrics["train_loss"] = sum(losses) / max(len(losses), 1)
-        metrics |= {("teach_" if k == "val_loss" else "") + k: sum(v) / len(v) for k, v in taught.items()}
         return metrics | measured("val")
 
     selected = train_epochs(unit, model=model, stateful=stateful, epochs=epochs, epoch_fn=epoch_fn,

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..checks import check_choice, check_int, check_positive
+from ..checks import check_choice, check_finite_loss, check_int, check_positive
 from .dynamic_loss import DynamicLossNetwork
 from .hypergradient import Lookahead
 from .lstm_teacher import LSTMTeacher
@@ -186,7 +186,7 @@ class L2TDLN:
             logits_only = self.objective is None and isinstance(z, torch.Tensor)
             if logits_only:
                 z.retain_grad()
-            loss = self.loss(z, y, w)
+            loss = check_finite_loss("the student's loss", self.loss(z, y, w))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for p, g in zip(params, averaged_over_processes([p.grad for p in params])):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..checks import check_choice, check_int
+from ..checks import check_choice, check_finite_loss, check_int
 from .unit import EPOCH, MODEL, RESERVED_KEYS, SELECTED_MODEL, SELECTOR
 
 
@@ -149,13 +149,14 @@ def sgd_epoch(
     ``batches`` yields ``(indices, inputs)``; ``backward`` defaults to
     ``loss.backward()`` (accelerate's ``accelerator.backward`` under processes).
     Several optimizers serve models trained jointly (a feature model and a
-    label model). Returns the mean loss over the examples seen.
+    label model). Returns the mean loss over the examples seen. A loss that is
+    not finite (a diverged run) raises ``ValueError`` before it reaches a weight.
     """
     if not optimizers:
         raise ValueError("sgd_epoch needs at least one optimizer, got none")
     total, count = 0.0, 0
     for indices, inputs in batches:
-        loss = batch_loss(indices, inputs)
+        loss = check_finite_loss("the training loss", batch_loss(indices, inputs))
         for optimizer in optimizers:
             optimizer.zero_grad()
         if backward is None:

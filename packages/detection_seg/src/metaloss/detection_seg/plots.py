@@ -132,6 +132,10 @@ def _save(plt, fig, path: Path) -> Path:
     # Fixed margins rather than tight_layout (which draws the figure once more) or bbox_inches="tight"
     # (which would crop): the PNG keeps the figure's size, one PANEL_INCHES square per panel.
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.03, hspace=0.08)
+    return _write(plt, fig, path)
+
+
+def _write(plt, fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -269,8 +273,5 @@ def plot_part_weights(table: torch.Tensor, names: Sequence[str], path: str | os.
         ax.set_xlabel("per-image weight", fontsize=8)
     axes[0][0].set_ylabel("training images", fontsize=8)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    fig.tight_layout()  # axis labels, unlike the image grids' bare panels
+    return _write(plt, fig, path)

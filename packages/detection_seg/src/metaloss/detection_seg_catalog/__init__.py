@@ -34,8 +34,6 @@ DATASETS = ("coco128", "voc")
 TRAIN_SIZES = {"coco128": 128}  # what can be checked before any image is read (VOC: online)
 DLN_TEACHERS = {"dln": "adam", "l2t_dln": "lstm"}  # method -> the teacher that adjusts the DLN
 METHODS = ("standard", *DLN_TEACHERS, "amal")
-METHOD_HELP = ("standard: the model's own loss; dln: the DLN as the class loss, adjusted by Adam; l2t_dln: "
-               "by the LSTM teacher")
 
 
 class DenseData(Section):
@@ -112,8 +110,9 @@ class SegmentationLossSection(Section):
 class DenseConfig(RecipeConfig):
     output_dir: str = Field(description="folder that holds the run folders")
     seeds: Seeds = Field(description="one data split, model and DLN per seed")
-    methods: names_from(METHODS) = Field(description=METHOD_HELP + "; amal (detection): AMAL's per-image "
-                                                     "weights of the loss parts")
+    methods: names_from(METHODS) = Field(
+        description="standard: the model's own loss; dln: the DLN as the class loss, adjusted by Adam; "
+                    "l2t_dln: by the LSTM; amal (detection): AMAL's per-image weights of the loss parts")
     data: DenseData
     optim: DenseSGD
     l2t_dln: L2TDLNSettings

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 16's CPU-scale runs: both dense recipes on COCO128 with their default configs (detection: YOLOv3
-# on EfficientNet-Lite0 at 320 px; segmentation: PSPNet on it at 192 px; 30 epochs, 2 seeds), the
+# on EfficientNet-Lite0 at 320 px; segmentation: PSPNet on it at 128 px; 30 epochs, 2 seeds), the
 # standard loss beside the DLN with the LSTM teacher (K = 3), epoch selected on 16 (10) held-out train
 # images. 128 training images cannot reproduce the paper's gains; the runs show that everything learns
 # (the metrics on the training images) and what the DLN costs.

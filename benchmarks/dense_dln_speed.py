@@ -2,7 +2,7 @@
 standard loss, measured side by side in one process.
 
 Rows per task, at the recipes' CPU defaults (YOLOv3 on EfficientNet-Lite0 at 320 px, batches of 8;
-PSPNet on it at 192 px, loss_stride 8, batches of 4), on COCO128 images of the committed fixture
+PSPNet on it at 128 px, loss_stride 8, batches of 4), on COCO128 images of the committed fixture
 through the training transforms:
 - ``standard``: forward, the model's own loss, backward, SGD step;
 - ``dln``: the same step with the DLN as the class loss (``L2TDLN.train_student``, no teaching);

@@ -87,3 +87,40 @@ def test_pspnet_returns_main_and_auxiliary_logits_at_the_input_size_in_training_
     model.train()
     with pytest.raises(ValueError, match="at least 2 images"):
         model(torch.randn(1, 3, 64, 64))
+
+
+def test_a_frozen_backbone_keeps_its_weights_and_statistics_through_steps_and_a_teaching_round():
+    from metaloss.core import L2TDLN, DynamicLossNetwork
+    from metaloss.detection_seg.losses import yolo_loss
+    from metaloss.detection_seg.training import make_optimizer
+
+    torch.manual_seed(0)
+    model = YOLOv3(3, backbone="tf_efficientnet_lite0", pretrained="lite0_wheel", width=16,
+                   freeze_backbone=True)
+    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    rest_before = {n: p.detach().clone() for n, p in model.named_parameters()
+                   if not n.startswith("backbone.")}
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    optim = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "warmup_epochs": 0}
+    optimizer, _ = make_optimizer(model, optim, epochs=1)
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == sum(
+        p.numel() for p in rest_before.values())
+    targets = [{"boxes": torch.tensor([[8.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([2])}] * 2
+    batch = (torch.randn(2, 3, 64, 64), targets)
+    model.train()
+    yolo_loss(model(batch[0]), targets).total().mean().backward()
+    optimizer.step()
+    l2t = L2TDLN(DynamicLossNetwork(seed=0), teacher="lstm", class_dim=1, ignore_index=None,
+                 val_loss=lambda out, y: yolo_loss(out, y).total().mean(),
+                 objective=lambda out, y, dln: yolo_loss(out, y, cls_loss=dln).total())
+    l2t.teach(model, optimizer, [batch, batch], batch)
+    for key, value in model.backbone.state_dict().items():  # BatchNorm statistics included
+        assert torch.equal(value, backbone_before[key]), key
+    assert all(not torch.equal(p, rest_before[n]) for n, p in model.named_parameters() if n in rest_before)
+
+
+def test_a_frozen_backbone_needs_pretrained_weights():
+    with pytest.raises(ValueError, match="pretrained"):
+        create_backbone("tf_efficientnet_lite0", (2, 3, 4), frozen=True)
+    with pytest.raises(TypeError, match="bool"):
+        create_backbone("tf_efficientnet_lite0", (2, 3, 4), pretrained="lite0_wheel", frozen="yes")

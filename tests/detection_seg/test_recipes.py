@@ -127,6 +127,7 @@ def test_the_splits_are_disjoint_and_the_shards_cover_an_epoch_once():
     ("segmentation", ["methods=[standard,amal]"], "amal mixes YOLOv3's loss parts"),
     ("segmentation", ["optim.batch_size=1"], "at least 2"),
     ("segmentation", ["model.pretrained=imagenet"], "model.pretrained"),
+    ("segmentation", ["model.freeze_backbone=true", "model.pretrained=none"], "needs model.pretrained"),
 ])
 def test_bad_configs_are_refused_before_any_work(refused, recipe, override, match):
     assert re.search(match, refused(recipe, *override))

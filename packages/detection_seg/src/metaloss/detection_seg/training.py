@@ -124,8 +124,10 @@ def dense_splits(open_split: Callable[[str, bool], Dataset], data: dict, seed: i
 
 
 def make_optimizer(model: nn.Module, optim: dict, epochs: int):
-    """SGD with a linear warm-up over ``warmup_epochs`` and a cosine decay to 0 over the rest."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=optim["lr"], momentum=optim["momentum"],
+    """SGD over the trainable parameters (a frozen backbone's are not) with a linear warm-up over
+    ``warmup_epochs`` and a cosine decay to 0 over the rest."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=optim["lr"], momentum=optim["momentum"],
                                 weight_decay=optim["weight_decay"])
     warmup = optim["warmup_epochs"]
 

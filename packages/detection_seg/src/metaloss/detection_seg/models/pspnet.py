@@ -61,18 +61,19 @@ class PSPNet(nn.Module):
         bins: the pyramid's bin sizes; ``head_width``/``aux_width``: the heads' 3x3 conv widths
             (512 and 256 in PSPNet).
         output_stride: 8 in PSPNet (the last stages dilated instead of strided).
+        freeze_backbone: train the pyramid and heads only (``backbones.create_backbone``'s ``frozen``).
     """
 
     def __init__(self, num_classes: int, *, backbone: str = "resnet50", pretrained: str = "none",
                  bins: Sequence[int] = BINS, head_width: int = 512, aux_width: int = 256,
-                 output_stride: int = 8, dropout: float = 0.1):
+                 output_stride: int = 8, dropout: float = 0.1, freeze_backbone: bool = False):
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
         check_int("head_width", head_width, minimum=1)
         check_int("aux_width", aux_width, minimum=1)
         levels = len(feature_strides(backbone))
         self.backbone = create_backbone(backbone, (levels - 2, levels - 1), pretrained=pretrained,
-                                        output_stride=output_stride)
+                                        output_stride=output_stride, frozen=freeze_backbone)
         aux_channels, channels = self.backbone.feature_info.channels()
         self.ppm = PyramidPooling(channels, bins)
         self.head = nn.Sequential(conv_bn_relu(self.ppm.out_channels, head_width, 3), nn.Dropout2d(dropout),

@@ -54,18 +54,19 @@ class YOLOv3(nn.Module):
         pretrained: see ``backbones.create_backbone`` (``"none"``, ``"hub"`` or ``"lite0_wheel"``).
         width: the deepest scale's neck width (512 in YOLOv3).
         anchors: nine (w, h) anchors in pixels, three per scale, finest scale first.
+        freeze_backbone: train the neck and heads only (``backbones.create_backbone``'s ``frozen``).
     """
 
     def __init__(self, num_classes: int, *, backbone: str = "darknet53",
                  out_indices: Sequence[int] | None = None, pretrained: str = "none", width: int = 512,
-                 anchors: Sequence[Sequence[float]] = COCO_ANCHORS):
+                 anchors: Sequence[Sequence[float]] = COCO_ANCHORS, freeze_backbone: bool = False):
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=1)
         check_int("width", width, minimum=4)
         self.register_buffer("anchors", anchor_tensor(anchors, len(STRIDES)), persistent=False)
         self.strides = STRIDES
         out_indices = tuple(out_indices) if out_indices is not None else levels_of_strides(backbone, STRIDES)
-        self.backbone = create_backbone(backbone, out_indices, pretrained=pretrained)
+        self.backbone = create_backbone(backbone, out_indices, pretrained=pretrained, frozen=freeze_backbone)
         channels, strides = self.backbone.feature_info.channels(), self.backbone.feature_info.reduction()
         if len(channels) != 3 or tuple(strides) != STRIDES:
             raise ValueError(f"the backbone's features must be three levels of strides {STRIDES}, got "

@@ -39,7 +39,8 @@ def detection_task(cfg: dict, num_classes: int) -> DenseTask:
 
     return DenseTask(
         new_model=lambda: YOLOv3(num_classes, backbone=model_cfg["backbone"],
-                                 pretrained=model_cfg["pretrained"], width=model_cfg["width"]),
+                                 pretrained=model_cfg["pretrained"], width=model_cfg["width"],
+                                 freeze_backbone=model_cfg["freeze_backbone"]),
         standard_loss=standard, objective=with_dln,
         teacher_loss=lambda outputs, targets: standard(outputs, targets).mean(),
         evaluate=partial(evaluate_detector, detect=cfg["detect"]), select="map_50",

@@ -44,7 +44,8 @@ def segmentation_task(cfg: dict, num_classes: int) -> DenseTask:
     return DenseTask(
         new_model=lambda: PSPNet(num_classes, backbone=model_cfg["backbone"],
                                  pretrained=model_cfg["pretrained"], head_width=model_cfg["head_width"],
-                                 aux_width=model_cfg["aux_width"]),
+                                 aux_width=model_cfg["aux_width"],
+                                 freeze_backbone=model_cfg["freeze_backbone"]),
         standard_loss=loss, objective=lambda outputs, masks, dln: loss(outputs, masks, pixel_loss=dln),
         teacher_loss=teacher_loss, evaluate=partial(evaluate_segmenter, num_classes=num_classes),
         select="miou", collate=collate_segmentation,

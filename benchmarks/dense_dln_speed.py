@@ -62,9 +62,9 @@ def batches(task, dataset_class, transforms, cfg, count):
     return [task.collate([data[(i * size + j) % len(data)] for j in range(size)]) for i in range(count)]
 
 
-def measure(name: str, k: int, repeats: int) -> None:
+def measure(name: str, k: int, repeats: int, overrides: list[str]) -> None:
     make_task, dataset_class, transforms = TASKS[name]
-    cfg = resolve_config(discover_recipes()[name].load_defaults(), [])
+    cfg = resolve_config(discover_recipes()[name].load_defaults(), overrides)
     task = make_task(cfg, dataset_class(fixture_root() / "coco128", "train2017").num_classes)
     data = batches(task, dataset_class, transforms, cfg, k + 1)
     model = task.new_model().train()
@@ -120,12 +120,14 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--k", type=int, default=3, help="look-ahead steps of a teaching round")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="recipe config overrides for every task (model.freeze_backbone=true)")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"K = {args.k}, median of {args.repeats}")
+          f"K = {args.k}, median of {args.repeats}, overrides {args.overrides or 'none'}")
     for name in args.tasks:
-        measure(name, args.k, args.repeats)
+        measure(name, args.k, args.repeats, args.overrides)
 
 
 if __name__ == "__main__":

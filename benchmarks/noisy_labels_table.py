@@ -13,7 +13,8 @@ It also draws, per setting, every method's validation and test accuracy per epoc
 (``<setting>_selection.png``, DML Figure 5) into the runs folder.
 
 ``--epochs ce,dml`` also prints those methods' per-epoch rows (accuracy, selection, DML's feedback,
-the logit gradients of the DLN and of CE for L2T-DLN).
+its teacher's validation accuracy and the clean share of its pseudo labels beside that of the given
+labels, the logit gradients of the DLN and of CE for L2T-DLN).
 
     python benchmarks/noisy_labels_table.py [runs/noisy_labels_cifar10_cpu] [--epochs ce,coteaching,dml]
     python benchmarks/noisy_labels_table.py runs/l2t_dln_cifar10_cpu --settings clean two_similar
@@ -30,6 +31,7 @@ from metaloss.vision.plots import plot_curves
 
 METRICS = ["test_acc", "last_test_acc", "best_epoch", "meta_size", "selected_precision", "selected_fraction"]
 EPOCH_METRICS = ["val_acc", "test_acc", "selected_fraction", "selected_precision", "feedback_sum",
+                 "teacher_val_acc", "pseudo_label_accuracy", "given_label_accuracy",
                  "dln_logit_gradient", "ce_logit_gradient"]
 
 

@@ -98,6 +98,18 @@ def test_diagnostics_measure_the_precision_of_a_selection():
     assert Diagnostics(None, 6).subset_metrics(torch.tensor([0])) == {}
 
 
+def test_diagnostics_measure_pseudo_labels_against_the_clean_labels():
+    clean = torch.tensor([0, 1, 2, 3])
+    truth = LabelTruth(clean, torch.tensor([True, False, False, False]))  # row 0's training label is wrong
+    d = Diagnostics(truth, 4)
+    d.pseudo_labelled(torch.tensor([0, 1]), torch.tensor([0, 2]))  # right, wrong
+    d.pseudo_labelled(torch.tensor([2, 3]), torch.tensor([2, 3]))  # right, right
+    assert d.epoch_metrics() == {"pseudo_label_accuracy": 0.75, "given_label_accuracy": 0.75}
+    assert d.epoch_metrics() == {}
+    d.pseudo_labelled(torch.tensor([0]), torch.tensor([1]))
+    assert d.epoch_metrics() == {"pseudo_label_accuracy": 0.0, "given_label_accuracy": 0.0}
+
+
 def test_logit_gradients_become_a_dln_and_a_ce_line_per_method():
     records = [{"method": "l2t_dln", "seed": 0, "epoch": 0, "dln_logit_gradient": 0.3,
                 "ce_logit_gradient": 0.9},
@@ -156,6 +168,8 @@ def test_every_method_trains_reports_and_resumes_nothing(tmp_path):
     for method in ("dml", "dml_2nd"):  # R_t(c) of every class, logged per epoch
         rows = [r for r in records if r.get("method") == method]
         assert len(rows) == 2 and all(0 < r[f"ratio_{c}"] <= 1 for r in rows for c in range(10))
+        assert all(0 <= r[key] <= 1 for r in rows
+                   for key in ("teacher_val_acc", "pseudo_label_accuracy", "given_label_accuracy"))
     for method in ("dln", "dln_dr", "l2t_dln", "l2t_dln_dr"):  # the DLN's and CE's logit gradients
         rows = [r for r in records if r.get("method") == method]
         assert len(rows) == 2

@@ -74,7 +74,10 @@ class Diagnostics:
     ``selected(indices, mask)`` accumulates the epoch's selection; ``epoch_metrics()`` returns its
     precision (share of selected examples whose training label is clean) and size, and resets.
     ``weighted(indices, weights)`` keeps each example's latest weight in ``weights`` (checkpointed;
-    NaN for rows this process never saw). Without a truth (``truth=None``) nothing is measured.
+    NaN for rows this process never saw). ``pseudo_labelled(indices, labels)`` measures a teacher's
+    pseudo labels (DML's y_bar) against the clean labels: ``pseudo_label_accuracy`` of the epoch,
+    beside ``given_label_accuracy``, the same batches' training labels (1 - the noise they carry).
+    Without a truth (``truth=None``) nothing is measured.
     Under several processes each measures its own batches, and rank 0's share is what is logged.
     """
 
@@ -82,6 +85,7 @@ class Diagnostics:
         self.truth = truth
         self.weights = InstanceWeights(num_examples, 1, init=float("nan"), lower=None)
         self._selected = self._clean = self._seen = 0
+        self._pseudo_right = self._given_right = self._pseudo_seen = 0
 
     def selected(self, indices: torch.Tensor, mask: torch.Tensor) -> None:
         if self.truth is None:
@@ -91,15 +95,28 @@ class Diagnostics:
         self._clean += int((~self.truth.corrupted[chosen]).sum())
         self._seen += len(indices)
 
+    def pseudo_labelled(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.truth is None:
+            return
+        rows = indices.cpu()
+        clean = self.truth.labels[rows]
+        self._pseudo_right += int((labels.cpu() == clean).sum())
+        self._given_right += int((~self.truth.corrupted[rows]).sum())
+        self._pseudo_seen += len(rows)
+
     def weighted(self, indices: torch.Tensor, weights: torch.Tensor) -> None:
         self.weights.assign(indices.cpu(), weights.detach().float().cpu()[:, None])
 
     def epoch_metrics(self) -> dict:
-        if not self._seen:
-            return {}
-        metrics = {"selected_precision": self._clean / max(self._selected, 1),
-                   "selected_fraction": self._selected / self._seen}
+        metrics = {}
+        if self._seen:
+            metrics.update(selected_precision=self._clean / max(self._selected, 1),
+                           selected_fraction=self._selected / self._seen)
+        if self._pseudo_seen:
+            metrics.update(pseudo_label_accuracy=self._pseudo_right / self._pseudo_seen,
+                           given_label_accuracy=self._given_right / self._pseudo_seen)
         self._selected = self._clean = self._seen = 0
+        self._pseudo_right = self._given_right = self._pseudo_seen = 0
         return metrics
 
     def subset_metrics(self, rows: torch.Tensor) -> dict:
@@ -301,16 +318,20 @@ def train_dml(t: NoisyTrainer, unit: Unit, diagnostics: Diagnostics, order: str 
         def step(idx, x):
             out = feedback.step(model, optimizer, x, t.labels_of(idx, x))
             diagnostics.selected(idx, out.selected)
+            diagnostics.pseudo_labelled(idx, out.pseudo_labels)
             epoch_ratios.append(feedback.ratios.clone())
             return out.student_loss
 
         return step
 
     def ratios() -> dict:
-        """The epoch's mean R_t(c) per class (DML Figure 4c; one batch's ratios jump) and H_t."""
+        """The epoch's mean R_t(c) per class (DML Figure 4c; one batch's ratios jump), H_t, and the
+        teacher's accuracy on the noisy validation split (how good the source of y_bar is)."""
         mean = torch.stack(epoch_ratios).mean(0) if epoch_ratios else feedback.ratios
         epoch_ratios.clear()
-        return {"feedback_sum": feedback.accumulated_feedback,
+        teacher_val = accuracy(teacher, eval_batches(t.data.val, workers=t.cfg["data"]["workers"]),
+                               t.accelerator.device)
+        return {"feedback_sum": feedback.accumulated_feedback, "teacher_val_acc": teacher_val,
                 **{f"ratio_{c}": float(r) for c, r in enumerate(mean)}}
 
     return t.fit(unit, student, diagnostics, build_step=build_step, more_metrics=ratios,

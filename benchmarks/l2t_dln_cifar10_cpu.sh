@@ -8,7 +8,7 @@
 #   clean:       Table 3: ce, dln (DLN + Adam), dln_dr (+ SNR reweighting), l2t_dln (+ LSTM), l2t_dln_dr
 #   two_similar: Table 1 at p = 40% (flips to two similar classes): ce, l2rw, mwnet, l2t_dln, l2t_dln_dr
 #   wrong_lr:    Table 4: ce and l2t_dln_dr at student lr 0.2, 0.3, 0.4, 0.5 on clean labels, seed 0 only
-#                (the issue asks >= 3 seeds of Tables 1 and 3; the paper's Table 4 gaps at 0.4-0.5 are 4-35
+#                (the issue asks >= 3 seeds of Tables 1 and 3; the paper's Table 4 gaps at 0.4 and 0.5 are 4.4 and 35.5
 #                points, and 3 seeds would add 16 units of about 1-2.5 hours each)
 # Needs the full CIFAR-10 (a data root with cifar10/{train,test}.parquet):
 #   METALOSS_DATA=../shared/data bash benchmarks/l2t_dln_cifar10_cpu.sh [key=value ...]

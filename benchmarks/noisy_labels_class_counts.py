@@ -23,7 +23,7 @@ def main() -> None:
     for seed in cfg["seeds"]:
         data, _ = make_noisy_data(cfg, seed)
         for name, split in (("train", data.train), ("val", data.val), ("meta", data.meta)):
-            counts = torch.bincount(split.labels, minlength=data.num_classes).tolist() if len(split) else []
+            counts = torch.bincount(split.labels, minlength=data.num_classes).tolist()
             print(f"| {seed} | {name} | {len(split)} | {counts} |")
 
 

@@ -7,6 +7,8 @@
 #   so that the baselines' runs resume untouched
 #   dml_ablation: dml at 40% symmetric with lambda = 0 (no KD), with h = 1 (no feedback) and
 #   grouped by the teacher's argmax (eq. 8 literally)
+#   l2rw_meta1000 (not in the default list): l2rw at 40% symmetric, seed 0, against meta batches of
+#   all 1000 meta examples instead of 100 (benchmarks/l2rw_weight_modes.py: less noisy weights)
 # Needs the full CIFAR-10 (a data root with cifar10/{train,test}.parquet):
 #   METALOSS_DATA=../shared/data bash benchmarks/noisy_labels_cifar10_cpu.sh [key=value ...]
 # SETTINGS="symmetric" runs one; OUT_DIR names the output folder. A killed run resumes when rerun.
@@ -23,6 +25,7 @@ for setting in ${SETTINGS:-symmetric longtail instance symmetric_dml instance_dm
     dml_ablation) run symmetric_dml_lam0 "methods=[dml]" dml.lam=0 "$@"
                   run symmetric_dml_no_feedback "methods=[dml]" dml.feedback=constant "$@"
                   run symmetric_dml_group_teacher "methods=[dml]" dml.group_by=teacher "$@" ;;
+    l2rw_meta1000) run symmetric_meta1000 "methods=[l2rw]" "seeds=[0]" reweighting.meta_batch=1000 "$@" ;;
     longtail) run longtail noise.rate=0 imbalance_ratio=100 meta.size=100 "methods=[ce,l2rw,mwnet]" "$@" ;;
     *) echo "unknown setting $setting" >&2; exit 2 ;;
   esac

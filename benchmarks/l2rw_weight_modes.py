@@ -18,6 +18,8 @@ every (mode, meta batch) pair. Printed per pair:
 - ``corr_vs_reference``: Pearson correlation of the weights with those of the last pair (exact,
   the largest meta batch), over all the batches' examples.
 
+Both modes weight each training batch against the same draw of each meta batch size.
+
 Training and meta data only.
 
     python benchmarks/l2rw_weight_modes.py runs/noisy_labels_cifar10_cpu/instance --seed 1
@@ -30,7 +32,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from metaloss.core import Lookahead, l2r_weights
+from metaloss.core import Lookahead, cross_entropy, l2r_weights
 from metaloss.core.harness import open_run
 from metaloss.core.harness.unit import MODEL
 from metaloss.vision.models import create_model
@@ -54,7 +56,8 @@ def restored(run, seed: int, data):
 
 def batch_weights(model, train_batch, meta_batch, lookahead: Lookahead, mode: str) -> torch.Tensor:
     (x, y), (x_meta, y_meta) = train_batch, meta_batch
-    return l2r_weights(model, x, lambda out: F.cross_entropy(out, y, reduction="none"),
+    # the same per-example and meta losses as the recipe's l2rw
+    return l2r_weights(model, x, lambda out: cross_entropy(out, y),
                        x_meta, lambda out: F.cross_entropy(out, y_meta), lookahead=lookahead, mode=mode)
 
 
@@ -78,6 +81,9 @@ def main() -> None:
     plain = data.train.with_transform(data.val.transform)
     order = torch.randperm(len(plain))
     batch = run.config["optim"]["batch_size"]
+    if not 1 <= args.batches * batch <= len(plain):
+        raise SystemExit(f"--batches must give 1 to {len(plain) // batch} batches of {batch} from the "
+                         f"{len(plain)}-example pool, got {args.batches}")
     metas = {m: MetaBatches(data.meta, m, "cpu") for _, m in pairs}
     weights = {p: [] for p in pairs}
     corrupted = []
@@ -85,9 +91,10 @@ def main() -> None:
         rows = order[b * batch:(b + 1) * batch]
         x, y = next(iter(eval_batches(plain.subset(rows), workers=0)))
         corrupted.append(truth.corrupted[rows])
+        drawn = {m: meta.next() for m, meta in metas.items()}  # both modes see the same meta batch
         for mode, meta_batch in pairs:
             weights[(mode, meta_batch)].append(
-                batch_weights(model, (x, y), metas[meta_batch].next(), lookahead, mode))
+                batch_weights(model, (x, y), drawn[meta_batch], lookahead, mode))
 
     bad = torch.cat(corrupted)
     reference = torch.cat(weights[pairs[-1]]).double()

@@ -22,7 +22,8 @@ def main() -> None:
     print("| seed | split | total | per class |\n|---|---|---|---|")
     for seed in cfg["seeds"]:
         data, _ = make_noisy_data(cfg, seed)
-        for name, split in (("train", data.train), ("val", data.val), ("meta", data.meta)):
+        splits = (("train", data.train), ("val", data.val), ("meta", data.meta))
+        for name, split in ((n, s) for n, s in splits if s is not None):  # no meta set when meta.size = 0
             counts = torch.bincount(split.labels, minlength=data.num_classes).tolist()
             print(f"| {seed} | {name} | {len(split)} | {counts} |")
 

@@ -9,7 +9,7 @@
 #   METALOSS_DATA=../shared/data bash benchmarks/dense_coco128_cpu.sh [key=value ...]
 # RECIPES="detection" runs one; OUT_DIR names the output folder. A killed run resumes when rerun.
 set -euo pipefail
-out=${OUT_DIR:-runs/dense_coco128_cpu}
+out=${OUT_DIR:-results/dense_coco128_cpu}
 for recipe in ${RECIPES:-detection segmentation}; do
   .venv/bin/python tools/run.py "$recipe" --run-dir "$out/$recipe" "$@"
 done

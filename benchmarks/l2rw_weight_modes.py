@@ -22,7 +22,7 @@ Both modes weight each training batch against the same draw of each meta batch s
 
 Training and meta data only.
 
-    python benchmarks/l2rw_weight_modes.py runs/noisy_labels_cifar10_cpu/instance --seed 1
+    python benchmarks/l2rw_weight_modes.py results/noisy_labels_cifar10_cpu/instance --seed 1
 """
 
 from __future__ import annotations

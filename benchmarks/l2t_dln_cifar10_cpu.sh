@@ -15,7 +15,7 @@
 # SETTINGS="clean" runs one; OUT_DIR names the output folder. A killed run resumes when rerun.
 set -euo pipefail
 config=packages/vision/src/metaloss/vision/recipes/configs/noisy_labels_cifar10_cpu.yaml
-out=${OUT_DIR:-runs/l2t_dln_cifar10_cpu}
+out=${OUT_DIR:-results/l2t_dln_cifar10_cpu}
 run() { .venv/bin/python tools/run.py noisy_labels --config "$config" --run-dir "$out/$1" optim.lr=0.1 \
           l2t_dln.teach_every=4 "${@:2}"; }
 for setting in ${SETTINGS:-clean two_similar wrong_lr}; do

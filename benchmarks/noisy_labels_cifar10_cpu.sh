@@ -14,7 +14,7 @@
 # SETTINGS="symmetric" runs one; OUT_DIR names the output folder. A killed run resumes when rerun.
 set -euo pipefail
 config=packages/vision/src/metaloss/vision/recipes/configs/noisy_labels_cifar10_cpu.yaml
-out=${OUT_DIR:-runs/noisy_labels_cifar10_cpu}
+out=${OUT_DIR:-results/noisy_labels_cifar10_cpu}
 run() { .venv/bin/python tools/run.py noisy_labels --config "$config" --run-dir "$out/$1" "${@:2}"; }
 for setting in ${SETTINGS:-symmetric longtail instance symmetric_dml instance_dml dml_ablation}; do
   case $setting in

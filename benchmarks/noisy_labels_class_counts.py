@@ -4,7 +4,7 @@ The setting is rebuilt from the run folder's saved config (``make_noisy_data`` i
 Counts of the labels each method sees (the noisy ones for training and validation), so a reader can
 tell how many validation examples stand behind each class of a balanced accuracy.
 
-    python benchmarks/noisy_labels_class_counts.py runs/noisy_labels_cifar10_cpu/longtail
+    python benchmarks/noisy_labels_class_counts.py results/noisy_labels_cifar10_cpu/longtail
 """
 
 from __future__ import annotations

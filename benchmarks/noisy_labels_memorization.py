@@ -11,7 +11,7 @@ seeds:
 
 Training data only: this explains a test gap (or its absence) without looking at test data.
 
-    python benchmarks/noisy_labels_memorization.py runs/noisy_labels_cifar10_cpu/symmetric
+    python benchmarks/noisy_labels_memorization.py results/noisy_labels_cifar10_cpu/symmetric
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ It also draws, per setting, every method's validation and test accuracy per epoc
 its teacher's validation accuracy and the clean share of its pseudo labels beside that of the given
 labels, the logit gradients of the DLN and of CE for L2T-DLN).
 
-    python benchmarks/noisy_labels_table.py [runs/noisy_labels_cifar10_cpu] [--epochs ce,coteaching,dml]
-    python benchmarks/noisy_labels_table.py runs/l2t_dln_cifar10_cpu --settings clean two_similar
+    python benchmarks/noisy_labels_table.py [results/noisy_labels_cifar10_cpu] [--epochs ce,coteaching,dml]
+    python benchmarks/noisy_labels_table.py results/l2t_dln_cifar10_cpu --settings clean two_similar
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def epoch_table(records: list[dict], methods: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", nargs="?", default="runs/noisy_labels_cifar10_cpu")
+    parser.add_argument("root", nargs="?", default="results/noisy_labels_cifar10_cpu")
     parser.add_argument("--epochs", default="", help="comma-separated methods whose per-epoch rows to print")
     parser.add_argument("--settings", nargs="+", default=["symmetric", "longtail", "instance"])
     args = parser.parse_args()

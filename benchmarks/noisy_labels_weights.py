@@ -10,7 +10,7 @@ was corrupted (the setting is rebuilt from the saved config and seed). Printed p
 
 Training data only (the weights and which labels were flipped).
 
-    python benchmarks/noisy_labels_weights.py runs/noisy_labels_cifar10_cpu/symmetric
+    python benchmarks/noisy_labels_weights.py results/noisy_labels_cifar10_cpu/symmetric
 """
 
 from __future__ import annotations

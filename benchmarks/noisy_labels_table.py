@@ -79,7 +79,11 @@ def main() -> None:
         records = [r for r in records if not str(r["method"]).startswith("cl_fold")]
         if args.epochs:
             print(f"\n{epoch_table(records, args.epochs.split(','))}\n")
-        plot_curves(records, {"val_acc": "validation accuracy (noisy labels)", "test_acc": "test accuracy"},
+        # plot what selection read: balanced accuracy where the recipe selected on it (long tails)
+        val = ({"val_balanced_acc": "validation balanced accuracy (the selection metric)"}
+               if any("val_balanced_acc" in r for r in records)
+               else {"val_acc": "validation accuracy (labels as corrupted)"})
+        plot_curves(records, {**val, "test_acc": "test accuracy"},
                     root / f"{setting}_accuracy.png", f"{setting}: every method, mean and range over seeds")
         plot_curves(records, {"selected_precision": "clean share of the selected examples",
                               "selected_fraction": "selected share of each batch"},

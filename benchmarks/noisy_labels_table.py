@@ -36,8 +36,9 @@ EPOCH_METRICS = ["val_acc", "test_acc", "selected_fraction", "selected_precision
 
 
 def _named(row: dict, tag: str) -> dict:
-    """``row`` with the folder's ablation tag after its method's name (none for ``""`` and ``dml``)."""
-    return {**row, "method": f"{row['method']} [{tag}]"} if tag not in ("", "dml") else row
+    """``row`` with the folder's ablation tag after its method's name; none where the folder only adds
+    that method to the setting (``symmetric_dml``, ``instance_gce``)."""
+    return {**row, "method": f"{row['method']} [{tag}]"} if tag not in ("", row["method"]) else row
 
 
 def epoch_table(records: list[dict], methods: list[str]) -> str:

@@ -9,6 +9,8 @@
 #   instance_more: gce and mwnet on the instance setting (issue 14 compares dml with all five), own folders
 #   dml_ablation: dml at 40% symmetric, seed 0, with lambda = 0 (no KD), with h = 1 (no feedback) and
 #   grouped by the teacher's argmax (eq. 8 literally)
+#   dml_temperature (not in the default list): dml at 40% symmetric, seed 0, pseudo labels sampled at
+#   xi = 0.1 (near the teacher's argmax) instead of 0.7: are cleaner pseudo labels better on validation?
 #   l2rw_meta1000 (not in the default list): l2rw at 40% symmetric, seed 0, against meta batches of
 #   all 1000 meta examples instead of 100 (benchmarks/l2rw_weight_modes.py: less noisy weights)
 # Needs the full CIFAR-10 (a data root with cifar10/{train,test}.parquet):
@@ -29,6 +31,7 @@ for setting in ${SETTINGS:-symmetric longtail instance symmetric_dml instance_dm
     dml_ablation) run symmetric_dml_lam0 "methods=[dml]" "seeds=[0]" dml.lam=0 "$@"
                   run symmetric_dml_no_feedback "methods=[dml]" "seeds=[0]" dml.feedback=constant "$@"
                   run symmetric_dml_group_teacher "methods=[dml]" "seeds=[0]" dml.group_by=teacher "$@" ;;
+    dml_temperature) run symmetric_dml_t01 "methods=[dml]" "seeds=[0]" dml.temperature=0.1 "$@" ;;
     l2rw_meta1000) run symmetric_meta1000 "methods=[l2rw]" "seeds=[0]" reweighting.meta_batch=1000 "$@" ;;
     longtail) run longtail noise.rate=0 imbalance_ratio=100 meta.size=100 "methods=[ce,l2rw,mwnet]" "$@" ;;
     *) echo "unknown setting $setting" >&2; exit 2 ;;

@@ -3,11 +3,10 @@
 #   symmetric:  40% symmetric noise, all six methods
 #   instance:   40% instance-dependent noise (Xia et al. 2020): ce, coteaching, l2rw
 #   longtail:   imbalance ratio 100, clean labels, M = 100 (10 per class): ce, l2rw, mwnet
-#   symmetric_dml, instance_dml: dml on the same data as symmetric / instance (issue 14), own folders
-#   so that the baselines' runs resume untouched (a run folder refuses a config that differs, methods
-#   and seeds included)
+#   symmetric_dml, instance_dml: dml on the same data as symmetric / instance (issue 14), in folders
+#   of their own (written when a run folder could not yet grow by methods; kept so results stay put)
 #   instance_more: gce and mwnet on the instance setting (issue 14 compares dml with all five), own folders
-#   dml_ablation: dml at 40% symmetric, seed 0, with lambda = 0 (no KD), with h = 1 (no feedback) and
+#   dml_ablation: dml at 40% symmetric, seeds 0-2, with lambda = 0 (no KD), with h = 1 (no feedback) and
 #   grouped by the teacher's argmax (eq. 8 literally)
 #   dml_temperature (not in the default list): dml at 40% symmetric, seed 0, pseudo labels sampled at
 #   xi = 0.1 (near the teacher's argmax) instead of 0.7: are cleaner pseudo labels better on validation?
@@ -28,9 +27,9 @@ for setting in ${SETTINGS:-symmetric longtail instance symmetric_dml instance_dm
     instance_dml) run instance_dml noise.kind=instance "methods=[dml]" "$@" ;;
     instance_more) run instance_gce noise.kind=instance "methods=[gce]" "$@"
                    run instance_mwnet noise.kind=instance "methods=[mwnet]" "$@" ;;
-    dml_ablation) run symmetric_dml_lam0 "methods=[dml]" "seeds=[0]" dml.lam=0 "$@"
-                  run symmetric_dml_no_feedback "methods=[dml]" "seeds=[0]" dml.feedback=constant "$@"
-                  run symmetric_dml_group_teacher "methods=[dml]" "seeds=[0]" dml.group_by=teacher "$@" ;;
+    dml_ablation) run symmetric_dml_lam0 "methods=[dml]" dml.lam=0 "$@"
+                  run symmetric_dml_no_feedback "methods=[dml]" dml.feedback=constant "$@"
+                  run symmetric_dml_group_teacher "methods=[dml]" dml.group_by=teacher "$@" ;;
     dml_temperature) run symmetric_dml_t01 "methods=[dml]" "seeds=[0]" dml.temperature=0.1 "$@" ;;
     l2rw_meta1000) run symmetric_meta1000 "methods=[l2rw]" "seeds=[0]" reweighting.meta_batch=1000 "$@" ;;
     longtail) run longtail noise.rate=0 imbalance_ratio=100 meta.size=100 "methods=[ce,l2rw,mwnet]" "$@" ;;

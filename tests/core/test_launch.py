@@ -166,6 +166,31 @@ def test_run_dir_of_another_config_is_an_error(toy, tmp_path, capsys):
     assert len(toy) == 1
 
 
+def test_a_run_folder_grows_by_seeds_and_methods_and_runs_only_the_new_units(toy, tmp_path, capsys):
+    run_dir = tmp_path / "mine"
+    assert main(["toy", "--run-dir", str(run_dir), "seeds=[0]", "methods=[a]"]) == 0
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert main(["toy", "--run-dir", str(run_dir), "seeds=[0, 1]", "methods=[a, b]"]) == 0
+    grown = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert grown[:len(lines)] == lines
+    ran = {(json.loads(line)["method"], json.loads(line)["seed"]) for line in grown[len(lines):]}
+    assert ran == {("b", 0), ("a", 1), ("b", 1)}, "the finished unit (a, 0) must not rerun"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in results) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert "seeds:\n- 0\n- 1\n" in (run_dir / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("override, shown", [("seeds=[1]", "seeds: [0, 1] in the folder, [1] now"),
+                                             ("methods=[b]", "methods: ['a', 'b'] in the folder, ['b'] now")])
+def test_a_run_folder_refuses_to_drop_seeds_or_methods(toy, tmp_path, capsys, override, shown):
+    run_dir = tmp_path / "mine"
+    assert main(["toy", "--run-dir", str(run_dir)]) == 0
+    assert main(["toy", "--run-dir", str(run_dir), override]) == 2
+    err = capsys.readouterr().err
+    assert shown in err and "dropping is not" in err
+    assert len(toy) == 1
+
+
 def test_recipe_validates_its_fields(tmp_path):
     with pytest.raises(TypeError, match="main must be callable"):
         Recipe("x", "d", tmp_path / "x.yaml", main=None)

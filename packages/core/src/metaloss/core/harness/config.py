@@ -155,19 +155,40 @@ def run_dir_for(recipe: str, config: dict, run_dir: str | Path | None = None) ->
     return Path(config.get("output_dir", "runs")) / f"{recipe}-{config_hash(config)}"
 
 
+# The lists of units: a config that only adds to them is the same run grown, not another run.
+GROWABLE_KEYS = ("seeds", "methods")
+
+
 def check_run_dir(run_dir: Path, config: dict) -> None:
-    """Raise ``ConfigError`` if ``run_dir`` already holds a run of another config."""
+    """Raise ``ConfigError`` if ``run_dir`` already holds a run of another config.
+
+    A config equal to the folder's but for more ``seeds`` or ``methods`` (every saved one kept) is
+    the same run grown: its finished units stay finished and the new ones run beside them.
+    """
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return
     saved = import_extra("yaml").safe_load(saved_path.read_text())
-    differences = _differences(saved, config)
+    differences = _differences(_grown_into(saved, config), config)
     if differences:
         shown = "; ".join(differences[:10])
         raise ConfigError(
             f"{run_dir} holds a run of another config ({shown}). Resume it with the same "
-            "overrides, or start a new run with another --run-dir"
+            f"overrides (adding to {' or '.join(GROWABLE_KEYS)} is allowed, dropping is not), or "
+            "start a new run with another --run-dir"
         )
+
+
+def _grown_into(saved, now):
+    """``saved`` with each growable list replaced by ``now``'s where ``now``'s keeps all of it."""
+    if not (isinstance(saved, dict) and isinstance(now, dict)):
+        return saved
+    grown = dict(saved)
+    for key in GROWABLE_KEYS:
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, list) and isinstance(new, list) and all(v in new for v in old):
+            grown[key] = new
+    return grown
 
 
 def _differences(saved, now, path: str = "") -> list[str]:

@@ -1,4 +1,4 @@
-"""Worker for test_runs: a two-process run that creates its process group *before* its first
+"""Worker for test_reweighting: a two-process run that creates its process group *before* its first
 look-ahead, as a user's loop does, then ends it. Each rank writes how many gloo worker threads are
 still alive after ``end_training`` (they must be none, or the process aborts at exit)."""
 

@@ -166,7 +166,7 @@ def test_run_dir_of_another_config_is_an_error(toy, tmp_path, capsys):
     assert len(toy) == 1
 
 
-def test_a_run_folder_grows_by_seeds_and_methods_and_runs_only_the_new_units(toy, tmp_path, capsys):
+def test_a_run_folder_grows_by_seeds_and_methods_and_runs_only_the_new_units(toy, tmp_path):
     run_dir = tmp_path / "mine"
     assert main(["toy", "--run-dir", str(run_dir), "seeds=[0]", "methods=[a]"]) == 0
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()

@@ -1,8 +1,12 @@
 """Worker for test_reweighting: MetaWeightNet meta steps on different batches in each process.
 
 Each rank looks ahead on its own training batch; after the steps every rank must hold the same V.
+The process group exists before the first look-ahead, as in a user's loop, so each rank also counts
+gloo's worker threads before and after ``end_training`` (after, there must be none, or the process
+aborts at exit; -1 where Linux's /proc is absent).
 """
 
+import os
 import sys
 
 import torch
@@ -11,6 +15,14 @@ from accelerate import Accelerator
 from torch import nn
 
 from metaloss.core import MetaWeightNet
+
+
+def live_gloo_threads() -> int:
+    """The threads of this process that gloo's process group runs (Linux names them), or -1."""
+    if not os.path.isdir("/proc/self/task"):
+        return -1
+    tasks = os.listdir("/proc/self/task")
+    return sum(open(f"/proc/self/task/{t}/comm").read().strip() == "pt_gloo_runloop" for t in tasks)
 
 
 def main(out_prefix: str) -> None:
@@ -23,8 +35,10 @@ def main(out_prefix: str) -> None:
         xv, yv = torch.randn(8, 5, generator=g), torch.randint(0, 3, (8,), generator=g)
         vnet.meta_step(model, x, lambda z, y=y: F.cross_entropy(z, y, reduction="none"), xv,
                        lambda z, yv=yv: F.cross_entropy(z, yv), lookahead=0.5)
-    torch.save(vnet.net.state_dict(), f"{out_prefix}-rank{acc.process_index}.pt")
+    during = live_gloo_threads()
     acc.end_training()
+    torch.save({"v": vnet.net.state_dict(), "gloo_threads": (during, live_gloo_threads())},
+               f"{out_prefix}-rank{acc.process_index}.pt")
 
 
 if __name__ == "__main__":

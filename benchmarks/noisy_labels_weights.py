@@ -1,8 +1,8 @@
 """The example weights that l2rw and mwnet learned, in numbers (the data behind ``plots/weights.png``).
 
 For every finished (or checkpointed) l2rw / mwnet unit of a noisy_labels run folder, each training
-example's latest weight (``Diagnostics``, checkpointed with the unit) is split by whether its label
-was corrupted (the setting is rebuilt from the saved config and seed). Printed per unit:
+example's latest weight (``Diagnostics``, kept beside its result or in its checkpoint) is split by
+whether its label was corrupted (the setting is rebuilt from the saved config and seed). Printed per unit:
 
 - ``zero``: share of weighted examples whose weight is 0 (L2RW clamps negative meta-gradients to 0);
 - ``mean_clean`` / ``mean_corrupted``: mean weight on clean / corrupted labels;
@@ -40,12 +40,13 @@ def main() -> None:
     print("| method | seed | " + " | ".join(keys) + " |\n|---|---|" + "---|" * len(keys))
     for seed in cfg["seeds"]:
         units = [run.unit(m, seed) for m in cfg["methods"] if m in WEIGHTING]
-        units = [u for u in units if u.checkpoint_path.exists()]
-        if not units:
+        saved = [(u, u.saved_state("diagnostics")) for u in units]
+        saved = [(u, d) for u, d in saved if d is not None]
+        if not saved:
             continue
         _, truth = make_noisy_data(cfg, seed)
-        for unit in units:
-            table = unit.read_checkpoint()["diagnostics"]["weights"]["table"][:, 0]
+        for unit, diagnostics in saved:
+            table = diagnostics["weights"]["table"][:, 0]
             shares = weight_shares(table, truth.corrupted)
             cells = [f"{shares[k]:.4g}" for k in keys]
             print(f"| {unit.method} | {seed} | " + " | ".join(cells) + " |")

@@ -162,3 +162,42 @@ def test_core_imports_with_only_torch_numpy_and_scikit_learn():
         "    raise AssertionError('resolve_config needs yaml')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class _Table:
+    """A recipe object with a state: what a finished unit gives back through ``restore``."""
+
+    def __init__(self, value=0.0):
+        self.value = torch.tensor(value)
+
+    def state_dict(self):
+        return {"value": self.value.clone()}
+
+    def load_state_dict(self, state):
+        self.value = state["value"].clone()
+
+
+def test_a_finished_unit_restores_its_objects_after_its_checkpoint_is_dropped(run):
+    from metaloss.core.harness.epochs import Selected
+
+    unit = run.unit("mwnet", 0)
+    model = torch.nn.Linear(2, 1)
+    table = _Table()
+
+    def train():
+        table.value = torch.tensor(3.5)
+        unit.save_checkpoint({"epoch": 0, "best_model": model.state_dict(), "table": table.state_dict()})
+        return Selected({"best_epoch": 0, "val_acc": 0.5}, model.state_dict())
+
+    assert unit.train_or_load(model, train, restore={"table": table})["val_acc"] == 0.5
+    unit.checkpoint_path.unlink()  # a finished unit's checkpoint is not kept in the repository
+
+    again = _Table()
+    assert unit.restorable(names=["table"]) and not unit.restorable(model=True)
+    unit.train_or_load(None, lambda: pytest.fail("a finished unit trains again"), restore={"table": again})
+    assert again.value == 3.5
+    with pytest.raises(FileNotFoundError, match="restorable"):
+        unit.train_or_load(torch.nn.Linear(2, 1), train)  # its selected weights are gone with the checkpoint
+    assert not unit.restorable(names=["other"])
+    assert run.unit("ce", 0).restorable(model=True, names=["table"]), "a unit still to train has all to give"
+    assert float(unit.saved_state("table")["value"]) == 3.5 and unit.saved_state("other") is None

@@ -3,6 +3,7 @@ resume a killed unit exactly, and refuse bad configs before any work."""
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -58,6 +59,9 @@ def test_each_method_trains_reports_draws_and_resumes_nothing(tmp_path, recipe, 
     assert {"dln", "lstm", "lstm_state", "optimizer"} <= state["l2t"].keys()
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
     module.main(Run(tmp_path / "run", cfg, recipe))  # every unit is done: nothing retrains
+    assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
+    shutil.rmtree(tmp_path / "run" / "checkpoints")  # the repository keeps no finished unit's checkpoint
+    module.main(Run(tmp_path / "run", cfg, recipe))  # still reports, without retraining or redrawing
     assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
 
 

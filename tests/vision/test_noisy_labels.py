@@ -1,6 +1,7 @@
 """The noisy_labels stage on the committed CIFAR-10 fixture: its data, its methods, the recipe."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -187,6 +188,13 @@ def test_every_method_trains_reports_and_resumes_nothing(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
     main(Run(tmp_path / "run", cfg, "noisy_labels"))  # resumed: every unit is done, nothing retrains
     assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
+    # a finished unit's checkpoint is not kept in the repository: its kept states still draw the plots
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    shutil.rmtree(tmp_path / "run" / "plots")
+    main(Run(tmp_path / "run", cfg, "noisy_labels"))
+    assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run" / "results").iterdir()}
+    for png in ["weights", "logit_gradients"] + [f"loss_surface_{m}" for m in ("dln", "l2t_dln_dr")]:
+        assert (tmp_path / "run" / "plots" / f"{png}.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("override, match", [

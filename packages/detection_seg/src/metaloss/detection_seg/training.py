@@ -307,20 +307,26 @@ def run_methods(run: Run, task: DenseTask, open_split: Callable[[str, bool], Dat
     """Every (seed, method) unit of the run, trained once (``fit_dense``) and afterwards loaded; for
     the first seed, ``draw(model, images, targets, method)`` pictures the selected model on the first
     ``plot_images`` selection images, and ``plots/part_weights_amal.png`` shows ``amal``'s per-image
-    weights after its last meta phase (rank 0)."""
+    weights after its last meta phase (rank 0); a finished unit without its checkpoint is not drawn
+    again."""
     cfg = run.config
     accelerator = Accelerator()
     for seed in cfg["seeds"]:
         splits = dense_splits(open_split, cfg["data"], seed)
         for method in cfg["methods"]:
             unit = run.unit(method, seed)
-            model = task.new_model()
+            first = seed == cfg["seeds"][0]
+            # a finished unit whose checkpoint was dropped (its pictures drawn when it finished) only reports
+            kept = unit.restorable(model=True, names=["amal"] if method == "amal" else [])
+            if first and not kept:
+                print(f"{unit!r}: its checkpoint is gone; its result stays, its pictures are not redrawn")
+            model = task.new_model() if kept else None
             unit.train_or_load(model, partial(fit_dense, run, unit, task, splits, cfg, accelerator))
-            if seed == cfg["seeds"][0] and cfg["plot_images"] and run.is_main:
+            if first and kept and cfg["plot_images"] and run.is_main:
                 shown = [splits.val[i] for i in range(min(cfg["plot_images"], len(splits.val)))]
                 model.eval()
                 with torch.no_grad():
                     draw(model, *task.collate(shown), method)
-            if seed == cfg["seeds"][0] and method == "amal" and run.is_main:
+            if first and kept and method == "amal" and run.is_main:
                 plot_part_weights(unit.read_checkpoint()["amal"]["table"], task.part_names,
                                   run.dir / "plots" / "part_weights_amal.png")

@@ -12,7 +12,7 @@ from .files import atomic_write, to_jsonable
 from .seeding import capture_rng_state, check_seed, restore_rng_state
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from torch import nn
 
@@ -42,6 +42,9 @@ class Unit:
         name = f"{method}-seed{seed}"
         self.checkpoint_path = run.dir / "checkpoints" / f"{name}.pt"
         self.result_path = run.dir / "results" / f"{name}.json"
+        # The final states of the recipe's ``restore`` objects, small, kept beside the result: a
+        # finished unit's checkpoint (the model, the optimiser) may be dropped to save space.
+        self.state_path = run.dir / "results" / f"{name}.state.pt"
 
     @property
     def done(self) -> bool:
@@ -75,29 +78,71 @@ class Unit:
             raise FileNotFoundError(f"{self.checkpoint_path} holds no selected model of {self!r}")
         return state[SELECTED_MODEL]
 
+    def restorable(self, model: bool = False, names: Iterable[str] = ()) -> bool:
+        """Whether ``train_or_load`` can give back what it is asked for: always for a unit still to
+        train; for a finished one, whether its selected weights (``model``) and the states of the
+        objects ``names`` are still saved (the state file beside the result, or the checkpoint)."""
+        if not self.done:
+            return True
+        kept = self._kept_states()
+        state = self.read_checkpoint() if model or not set(names) <= kept.keys() else None
+        if model and (state is None or SELECTED_MODEL not in state):
+            return False
+        return all(name in kept or (state is not None and name in state) for name in names)
+
+    def saved_state(self, name: str) -> object | None:
+        """The last saved state of the recipe object ``name`` (kept beside the result, else in the
+        checkpoint), or None if neither holds it; the random generators are left as they are."""
+        kept = self._kept_states()
+        if name in kept:
+            return kept[name]
+        state = self.read_checkpoint()
+        return None if state is None else state.get(name)
+
+    def _kept_states(self) -> dict:
+        if not self.state_path.exists():
+            return {}
+        # weights_only=False: the file holds the recipe objects' state dicts, written by this run.
+        return torch.load(self.state_path, map_location="cpu", weights_only=False)
+
     def train_or_load(self, model: nn.Module | None, train: Callable[[], Selected],
                       restore: Mapping[str, object] | None = None) -> dict:
         """The one lifecycle of a unit: train it once, afterwards load what it learnt.
 
         Not done: ``train()`` returns the ``Selected`` epoch; its weights go into
-        ``model`` and its metrics become the unit's result. Done: the selected
-        weights are loaded into ``model`` and the objects in ``restore`` (name ->
-        object with ``load_state_dict``, e.g. an AMAL table) from the unit's last
-        checkpoint, without touching the random generators. ``model=None`` and no
-        ``restore``: the caller needs only the result. Returns the result's
-        metrics (without ``method`` and ``seed``).
+        ``model``, the final states of the objects in ``restore`` (name -> object
+        with ``state_dict`` / ``load_state_dict``, e.g. an AMAL table) are kept
+        beside the result, and its metrics become the unit's result. Done: the
+        selected weights are loaded into ``model`` from the unit's last
+        checkpoint and the objects in ``restore`` from their kept states (or that
+        checkpoint), without touching the random generators; if any of these is
+        gone, ``FileNotFoundError`` (ask ``restorable`` first to do without).
+        ``model=None`` and no ``restore``: the caller needs only the result.
+        Returns the result's metrics (without ``method`` and ``seed``).
         """
+        restore = dict(restore or {})
         if self.done:
             if model is not None or restore:
-                state = self.read_checkpoint()
+                if not self.restorable(model is not None, restore):
+                    raise FileNotFoundError(
+                        f"{self!r} is finished but what it is asked to restore (model: {model is not None}, "
+                        f"objects: {sorted(restore)}) is gone from {self.state_path} and "
+                        f"{self.checkpoint_path}; ask restorable() first, or delete {self.result_path} "
+                        "to train it again")
+                kept = self._kept_states()
+                needs_checkpoint = model is not None or not restore.keys() <= kept.keys()
+                state = self.read_checkpoint() if needs_checkpoint else {}
                 if model is not None:
                     model.load_state_dict(state[SELECTED_MODEL])
-                for name, obj in (restore or {}).items():
-                    obj.load_state_dict(state[name])
+                for name, obj in restore.items():
+                    obj.load_state_dict(kept[name] if name in kept else state[name])
             return {k: v for k, v in self.result.items() if k not in ("method", "seed")}
         selected = train()
         if model is not None:
             model.load_state_dict(selected.state)
+        if restore and self.run.is_main:
+            states = {name: obj.state_dict() for name, obj in restore.items()}
+            atomic_write(self.state_path, lambda tmp: torch.save(states, tmp))
         self.finish(selected.metrics)
         return selected.metrics
 

@@ -10,7 +10,7 @@ test accuracy there and at the last epoch, and the M it used.
 Pictures in ``plots/``: validation and test accuracy per epoch of every method; the precision of
 co-teaching's and DML's selections over training; the learned weights of l2rw, mwnet and the
 reweighted L2T-DLN methods on corrupted vs clean examples; DML's per-class selection ratios R_t(c)
-over training; L2T-DLN's loss surface at several points of training (first seed) and the gradient
+over training; L2T-DLN's loss surface at several points of training (the first seed at hand) and the gradient
 its loss gives the student's logits beside CE's at the same logits (the supplement's Figure 1).
 """
 
@@ -36,7 +36,7 @@ def main(run: Run) -> None:
     cfg = run.config
     accelerator = Accelerator()
     weights: dict[str, list] = {}
-    surfaces: dict[str, DLNSurfaces] = {}
+    surfaces: dict[str, tuple[int, DLNSurfaces]] = {}  # method -> the first seed whose surfaces are at hand
     for seed in cfg["seeds"]:
         data, truth = make_noisy_data(cfg, seed)
         for method in cfg["methods"]:
@@ -47,12 +47,17 @@ def main(run: Run) -> None:
             restore = {"diagnostics": diagnostics} if method in WEIGHTING else {}
             train = partial(METHOD_TRAINERS[method], trainer, unit, diagnostics)
             if method in DLN_METHODS:
-                surfaces.setdefault(method, DLNSurfaces())  # the first seed's are drawn
-                seen = DLNSurfaces() if surfaces[method].surfaces else surfaces[method]
+                seen = DLNSurfaces()
                 train, restore = partial(train, surfaces=seen), {**restore, "dln_surfaces": seen}
+            if not unit.restorable(names=restore):
+                print(f"{unit!r}: its diagnostics are gone with its checkpoint; its result stays, "
+                      "its plots are left out")
+                restore = {}
             unit.train_or_load(None, train, restore=restore or None)
-            if method in WEIGHTING:
+            if method in WEIGHTING and "diagnostics" in restore:
                 weights.setdefault(method, []).append((diagnostics.weights.table[:, 0], truth.corrupted))
+            if method in DLN_METHODS and "dln_surfaces" in restore:
+                surfaces.setdefault(method, (seed, seen))
     if run.is_main:
         records = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
         records = [r for r in records if r.get("method") in cfg["methods"]]
@@ -67,11 +72,12 @@ def main(run: Run) -> None:
         for method in (m for m in cfg["methods"] if m.startswith("dml")):
             plot_curves(per_class_ratios(records, method), {"ratio": "R_t(c): selected share of class c"},
                         plots / f"ratios_{method}.png", f"{method}: per-class selection ratios (DML Fig. 4c)")
-        for method, drawn in surfaces.items():
+        for method, (seed, drawn) in surfaces.items():
             plot_loss_surfaces(drawn.surfaces, DLNSurfaces.GRID, plots / f"loss_surface_{method}.png",
-                               f"{method}: the DLN over its 1-vs-1 pair (seed {cfg['seeds'][0]})")
-        if surfaces:
-            plot_curves(logit_gradients(records, list(surfaces)),
+                               f"{method}: the DLN over its 1-vs-1 pair (seed {seed})")
+        dln_methods = [m for m in cfg["methods"] if m in DLN_METHODS]
+        if dln_methods:
+            plot_curves(logit_gradients(records, dln_methods),
                         {"logit_gradient": "L1 norm of d loss / d logits, per step"},
                         plots / "logit_gradients.png", "the gradient the student receives (L2T-DLN Fig. 1)")
 

@@ -82,28 +82,26 @@ class Unit:
         """Whether ``train_or_load`` can give back what it is asked for: always for a unit still to
         train; for a finished one, whether its selected weights (``model``) and the states of the
         objects ``names`` are still saved (the state file beside the result, or the checkpoint)."""
-        if not self.done:
-            return True
-        kept = self._kept_states()
-        state = self.read_checkpoint() if model or not set(names) <= kept.keys() else None
-        if model and (state is None or SELECTED_MODEL not in state):
-            return False
-        return all(name in kept or (state is not None and name in state) for name in names)
+        return not self.done or self._saved(names, model) is not None
 
     def saved_state(self, name: str) -> object | None:
         """The last saved state of the recipe object ``name`` (kept beside the result, else in the
         checkpoint), or None if neither holds it; the random generators are left as they are."""
-        kept = self._kept_states()
-        if name in kept:
-            return kept[name]
-        state = self.read_checkpoint()
-        return None if state is None else state.get(name)
+        saved = self._saved([name])
+        return None if saved is None else saved[name]
 
-    def _kept_states(self) -> dict:
-        if not self.state_path.exists():
-            return {}
-        # weights_only=False: the file holds the recipe objects' state dicts, written by this run.
-        return torch.load(self.state_path, map_location="cpu", weights_only=False)
+    def _saved(self, names: Iterable[str], model: bool = False) -> dict | None:
+        """The saved states of ``names`` (the kept ones first, the checkpoint's for the rest) and, with
+        ``model``, the selected weights under ``SELECTED_MODEL``; None if any of them is gone."""
+        names = set(names)
+        kept = {}
+        if self.state_path.exists():  # weights_only=False: state dicts this run wrote
+            kept = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        wanted = names - kept.keys() | ({SELECTED_MODEL} if model else set())  # from the checkpoint
+        checkpoint = (self.read_checkpoint() or {}) if wanted else {}
+        if not wanted <= checkpoint.keys():
+            return None
+        return {**{name: kept[name] for name in names & kept.keys()}, **{k: checkpoint[k] for k in wanted}}
 
     def train_or_load(self, model: nn.Module | None, train: Callable[[], Selected],
                       restore: Mapping[str, object] | None = None) -> dict:
@@ -123,19 +121,17 @@ class Unit:
         restore = dict(restore or {})
         if self.done:
             if model is not None or restore:
-                if not self.restorable(model is not None, restore):
+                saved = self._saved(restore, model is not None)
+                if saved is None:
                     raise FileNotFoundError(
                         f"{self!r} is finished but what it is asked to restore (model: {model is not None}, "
                         f"objects: {sorted(restore)}) is gone from {self.state_path} and "
                         f"{self.checkpoint_path}; ask restorable() first, or delete {self.result_path} "
                         "to train it again")
-                kept = self._kept_states()
-                needs_checkpoint = model is not None or not restore.keys() <= kept.keys()
-                state = self.read_checkpoint() if needs_checkpoint else {}
                 if model is not None:
-                    model.load_state_dict(state[SELECTED_MODEL])
+                    model.load_state_dict(saved[SELECTED_MODEL])
                 for name, obj in restore.items():
-                    obj.load_state_dict(kept[name] if name in kept else state[name])
+                    obj.load_state_dict(saved[name])
             return {k: v for k, v in self.result.items() if k not in ("method", "seed")}
         selected = train()
         if model is not None:

@@ -97,7 +97,7 @@ class Unit:
         kept = {}
         if self.state_path.exists():  # weights_only=False: state dicts this run wrote
             kept = torch.load(self.state_path, map_location="cpu", weights_only=False)
-        wanted = names - kept.keys() | ({SELECTED_MODEL} if model else set())  # from the checkpoint
+        wanted = (names - kept.keys()) | ({SELECTED_MODEL} if model else set())  # from the checkpoint
         checkpoint = (self.read_checkpoint() or {}) if wanted else {}
         if not wanted <= checkpoint.keys():
             return None

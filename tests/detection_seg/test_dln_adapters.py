@@ -107,14 +107,16 @@ def test_the_dln_class_loss_hypergradient_through_k_steps_of_a_detector_matches_
         assert grads[layer].view(-1)[index].item() == pytest.approx(numeric, rel=1e-4, abs=1e-10)
 
 
+@pytest.mark.parametrize("upper", [None, 1.0])
 def test_amal_weights_of_the_detector_loss_parts_start_at_the_standard_loss_and_follow_the_lookahead(
-        float64_default):
+        float64_default, upper):
     """AMAL eq. 2 over (loc, cls, conf): at (1, 1, 1) the mixed loss is the standard loss; a meta step's
-    per-image gradient is B x d L_val(theta'(w)) / d w (eqs. 4-6 through all three YOLO scales)."""
+    per-image gradient is B x d L_val(theta'(w)) / d w (eqs. 4-6 through all three YOLO scales); the
+    step keeps every weight in [0, upper]."""
     model, _, [(x, y), _], (vx, vy) = _detector_problem()
     task = SimpleNamespace(parts=lambda out, t: yolo_loss(out, t).per_image(),
                            part_names=("loc", "cls", "conf"))
-    mixing = part_mixing(task, 5, {"lr": 0.1, "every": 1, "inner_steps": 1, "mode": "exact"})
+    mixing = part_mixing(task, 5, {"lr": 0.1, "every": 1, "inner_steps": 1, "mode": "exact", "upper": upper})
     indices = torch.tensor([3, 1])
     with torch.no_grad():
         torch.testing.assert_close(mixing.loss(indices, task.parts(model(x), y)),
@@ -138,8 +140,9 @@ def test_amal_weights_of_the_detector_loss_parts_start_at_the_standard_loss_and_
             minus[i, k] -= eps
             numeric = (val_loss_after_step(plus) - val_loss_after_step(minus)) / (2 * eps)
             assert got[i, k].item() == pytest.approx(2 * numeric, rel=1e-4, abs=1e-10)
+    assert (got < 0).any()  # some weight is pushed above 1, so the bound has something to stop
     mixing.weights.step()  # each weight moved against its gradient, from 1
-    torch.testing.assert_close(mixing.weights.table[indices], (1 - 0.1 * got).clamp(min=0))
+    torch.testing.assert_close(mixing.weights.table[indices], (1 - 0.1 * got).clamp(min=0, max=upper))
 
 
 def test_without_objects_the_dln_class_loss_gets_no_gradient_from_the_teacher(float64_default):

@@ -267,13 +267,13 @@ def fit_dense(run: Run, unit: Unit, task: DenseTask, splits: DenseSplits, cfg: d
 
 def part_mixing(task: DenseTask, num_images: int, settings: dict) -> AMAL:
     """AMAL's table of per-image weights of ``task``'s loss parts, every weight starting at 1 (the
-    standard loss) and kept non-negative with no upper bound (a part may gain weight)."""
+    standard loss) and kept in [0, ``settings["upper"]``] (no upper bound if it is None)."""
     if task.parts is None:
         raise ValueError("amal weights a loss's parts per image; this task's loss has none")
     count = len(task.part_names)
     return AMAL(num_images, count - 1, lr=settings["lr"], every=settings["every"], unit="epoch",
                 inner_steps=settings["inner_steps"], init=[1.0] * count, mode=settings["mode"],
-                lower=0.0, upper=None)
+                lower=0.0, upper=settings["upper"])
 
 
 def mix_parts(mixing: AMAL, model: nn.Module, task: DenseTask, train: Subset, meta: Dataset,

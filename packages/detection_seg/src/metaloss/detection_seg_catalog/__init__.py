@@ -128,6 +128,8 @@ class PartMixing(AMALSchedule):
     """AMAL's per-image weights of YOLOv3's (loc, cls, conf), started at the standard loss's (1, 1, 1)."""
 
     lr: PositiveFloat = Field(description="the weights' learning rate")
+    upper: PositiveFloat = Field(description="the weights' upper bound (unbounded, e.g. 1e9, the loc weight "
+                                             "grew until training diverged)")
     val_batch: PositiveInt = Field(description="meta images per meta step (the teacher's validation set)")
 
     @model_validator(mode="after")
